@@ -1,0 +1,178 @@
+//! `conclab-kernel grade` against submissions that misbehave in every way a class can:
+//! each is graded with the right reason within its limits, and nothing of it is left
+//! running afterwards. Needs the `conclab` kernel (`conclab-kernel setup`) and cgroup v1,
+//! as grading itself does.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn grade(tag: &str, submissions: &[PathBuf], out: &Path, extra: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"));
+    command
+        .args(["grade", "--source"])
+        .arg(fixtures().join("assignment.ipynb"))
+        .args(["--output"])
+        .arg(out)
+        .args([
+            "--jobs",
+            "2",
+            "--timeout",
+            "30",
+            "--notebook-timeout",
+            "240",
+        ])
+        .args(["--max-output", "256", "--max-tasks", "256"])
+        .args(extra)
+        .args(submissions)
+        // Every process the grader starts inherits this, so leftovers can be found.
+        .env("CONCLAB_TEST_TAG", tag);
+    let output = command.output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "grade failed:\n{report}");
+    report
+}
+
+fn result(out: &Path, student: &str) -> Value {
+    let path = out.join(student).join("result.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn processes_tagged(tag: &str) -> Vec<String> {
+    let needle = format!("CONCLAB_TEST_TAG={tag}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(environ) = std::fs::read(entry.path().join("environ")) {
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_bytes())
+            {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn hostile_submissions_are_graded_with_reasons_and_leave_nothing_behind() {
+    let tag = format!("hostile-{}", std::process::id());
+    let out = std::env::temp_dir().join(format!("conclab-grading-{tag}"));
+    let report = grade(&tag, &[fixtures().join("submissions")], &out, &[]);
+
+    let expect = |student: &str, score: f64, words: &str| {
+        let result = result(&out, student);
+        assert_eq!(
+            result["score"].as_f64(),
+            Some(score),
+            "{student}: {result:#}\n{report}"
+        );
+        let text = result.to_string();
+        assert!(
+            text.contains(words),
+            "{student}: expected {words:?} in {result:#}"
+        );
+        assert!(
+            out.join(student).join("feedback.ipynb").is_file(),
+            "{student}: no feedback"
+        );
+    };
+    expect("full_marks", 2.0, "\"notes\":[]");
+    expect("wrong_answer", 0.0, "assertion `left == right` failed");
+    expect(
+        "loop_forever",
+        0.0,
+        "q1-answer failed first: timeout: still running after 30 s",
+    );
+    expect("deadlock", 0.0, "q1-answer failed first: timeout");
+    expect("fork_bomb", 0.0, "more than 256 tasks at once");
+    expect(
+        "print_100mb",
+        0.0,
+        "output limit: printed more than 256 KiB",
+    );
+    expect("panic", 2.0, "q1-answer failed: panic: the student gave up");
+    expect(
+        "exit_early",
+        0.0,
+        "Subprocess terminated with status: exit status: 0",
+    );
+    expect("segfault", 0.0, "SIGABRT");
+    expect("leave_child", 2.0, "left running were killed");
+    expect("edit_locked_test", 0.0, "locked cell 'q1-tests' was edited");
+
+    let gradebook = std::fs::read_to_string(out.join("gradebook.csv")).unwrap();
+    assert_eq!(gradebook.lines().count(), 12, "{gradebook}");
+    assert!(gradebook.starts_with("student,score,max_score,q1-tests,seconds\n"));
+
+    let left = processes_tagged(&tag);
+    assert!(
+        left.is_empty(),
+        "processes left behind:\n{}",
+        left.join("\n")
+    );
+    let groups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/pids")
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("conclab-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(groups.is_empty(), "cgroups left behind: {groups:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn shards_grade_disjoint_parts_and_merge_into_one_gradebook() {
+    let tag = format!("shards-{}", std::process::id());
+    let base = std::env::temp_dir().join(format!("conclab-grading-{tag}"));
+    let submissions = [
+        fixtures().join("submissions/full_marks.ipynb"),
+        fixtures().join("submissions/wrong_answer.ipynb"),
+    ];
+    for shard in ["0/2", "1/2"] {
+        let out = base.join(shard.replace('/', "-of-"));
+        grade(&tag, &submissions, &out, &["--shard", shard]);
+    }
+    let merged = base.join("gradebook.csv");
+    let status = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"))
+        .arg("merge")
+        .arg(base.join("0-of-2"))
+        .arg(base.join("1-of-2"))
+        .arg("--output")
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let gradebook = std::fs::read_to_string(&merged).unwrap();
+    let rows: Vec<&str> = gradebook.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{gradebook}");
+    assert!(rows[0].starts_with("full_marks,2,2,2,"), "{gradebook}");
+    assert!(rows[1].starts_with("wrong_answer,0,2,0,"), "{gradebook}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"))
+        .args(["grade", "--shard", "2/2", "--source"])
+        .arg(fixtures().join("assignment.ipynb"))
+        .args(&submissions)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--shard takes I/N"));
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -1,0 +1,341 @@
+//! `conclab-kernel run` against the real evcxr kernel (installed by `conclab-kernel setup`,
+//! which the README has you run first), and its handling of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// No run of a fixture may take longer than this: the runner must never hang.
+const HANG_GUARD: Duration = Duration::from_secs(300);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The report line of cell `index`.
+    fn cell(&self, index: usize) -> &str {
+        let prefix = format!("cell {index:>3} ");
+        self.stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no line for cell {index} in:\n{}", self.stdout))
+    }
+}
+
+/// Kernels run one at a time: each one compiles, and on a 2-core machine parallel kernels
+/// starve each other until a time limit lands in the middle of a build.
+static ONE_KERNEL_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn conclab_kernel(args: &[&str]) -> Run {
+    let _turn = ONE_KERNEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the conclab-kernel binary runs");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > HANG_GUARD {
+            child.kill().unwrap();
+            panic!("conclab-kernel {args:?} hung for {HANG_GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    run
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("conclab-runner-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_fixture(name: &str, timeout: &str) -> (Run, serde_json::Value) {
+    let out = temp_dir(name).join("out.ipynb");
+    let run = conclab_kernel(&[
+        "run",
+        "--timeout",
+        timeout,
+        "--output",
+        out.to_str().unwrap(),
+        fixture(name).to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(&out).unwrap_or_else(|_| {
+        panic!(
+            "no notebook written for {name}:\n{}\n{}",
+            run.stdout, run.stderr
+        )
+    });
+    let notebook = serde_json::from_str(&written).unwrap();
+    std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
+    (run, notebook)
+}
+
+/// All text outputs of cell `index`, joined.
+fn cell_text(notebook: &serde_json::Value, index: usize) -> String {
+    let mut text = String::new();
+    for output in notebook["cells"][index]["outputs"].as_array().unwrap() {
+        for field in [&output["text"], &output["data"]["text/plain"]] {
+            match field {
+                serde_json::Value::String(s) => text.push_str(s),
+                serde_json::Value::Array(lines) => lines
+                    .iter()
+                    .for_each(|l| text.push_str(l.as_str().unwrap_or(""))),
+                _ => {}
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn passing_notebook_records_outputs_and_exits_0() {
+    let (run, notebook) = run_fixture("passing.ipynb", "120");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("6 passed, 0 failed"), "{}", run.stdout);
+    assert!(cell_text(&notebook, 3).contains("answer = 42"));
+    assert_eq!(
+        notebook["cells"][4]["outputs"][0]["output_type"],
+        "execute_result"
+    );
+    assert!(cell_text(&notebook, 4).contains("42"));
+    // stderr text alone, and a named worker's handled panic, do not fail a cell.
+    assert!(cell_text(&notebook, 5).contains("a warning on stderr"));
+    assert!(cell_text(&notebook, 6).contains("join gave an error: true"));
+    assert!(notebook["cells"][2]["execution_count"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn compile_error_fails_the_cell_with_rustc_words() {
+    let (run, _) = run_fixture("compile_error.ipynb", "120");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let line = run.cell(0);
+    assert!(
+        line.contains("FAILED") && line.contains("compile error: [E0308]"),
+        "{line}"
+    );
+    assert!(run.cell(1).contains(" ok"), "{}", run.stdout);
+}
+
+#[test]
+fn top_level_panic_fails_the_cell_and_keeps_the_variables() {
+    let (run, notebook) = run_fixture("panic.ipynb", "120");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let line = run.cell(1);
+    assert!(
+        line.contains("FAILED  panic: assertion `left == right` failed: arithmetic is broken"),
+        "{line}"
+    );
+    assert!(run.cell(2).contains(" ok"), "{}", run.stdout);
+    assert!(cell_text(&notebook, 2).contains("kept = 5"));
+}
+
+#[test]
+fn process_exit_is_a_crash_and_later_cells_run_without_state() {
+    let (run, notebook) = run_fixture("exit.ipynb", "120");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.cell(1)
+            .contains("crashed: Subprocess terminated with status: exit status: 1"),
+        "{}",
+        run.stdout
+    );
+    let after = run.cell(2);
+    assert!(
+        after.contains(" ok") && after.contains("state lost at cell 1"),
+        "{after}"
+    );
+    assert!(cell_text(&notebook, 2).contains("a fresh process runs this"));
+}
+
+#[test]
+fn endless_loop_times_out_and_the_kernel_recovers() {
+    let start = Instant::now();
+    let (run, _) = run_fixture("endless.ipynb", "20");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.cell(0).contains("timeout: still running after 20 s"),
+        "{}",
+        run.stdout
+    );
+    let after = run.cell(1);
+    assert!(
+        after.contains(" ok") && after.contains("state lost at cell 0"),
+        "{after}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(200));
+}
+
+#[test]
+fn cell_tagged_raises_exception_may_fail() {
+    let (run, _) = run_fixture("expected_error.ipynb", "120");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.cell(0).contains("expected error: compile error"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_the_file_and_the_fix() {
+    let cases: [(&str, &str); 4] = [
+        ("not_a_notebook.txt", "not a notebook"),
+        ("invalid_json.ipynb", "invalid JSON at line 3"),
+        ("nbformat3.ipynb", "nbformat 3 is too old"),
+        ("missing.ipynb", "no such file"),
+    ];
+    for (name, words) in cases {
+        let path = fixture(name);
+        let before = std::fs::read(&path).ok();
+        let run = conclab_kernel(&["run", "--inplace", path.to_str().unwrap()]);
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        let message = run.stderr.trim();
+        assert_eq!(
+            message.lines().count(),
+            1,
+            "{name}: one line, got {message}"
+        );
+        assert!(
+            message.contains(name) && message.contains(words),
+            "{name}: {message}"
+        );
+        assert_eq!(std::fs::read(&path).ok(), before, "{name} was modified");
+    }
+}
+
+#[test]
+fn missing_kernel_says_to_run_setup() {
+    let run = conclab_kernel(&[
+        "run",
+        "--kernel",
+        "no-such-kernel",
+        fixture("passing.ipynb").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("no-such-kernel") && run.stderr.contains("conclab-kernel setup"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn setup_is_idempotent() {
+    let kernel_json = |run: &Run| -> PathBuf {
+        let line = run
+            .stdout
+            .lines()
+            .find(|line| line.contains("kernel.json"))
+            .unwrap_or_else(|| panic!("{}", run.stdout));
+        PathBuf::from(
+            line.split(" in ")
+                .nth(1)
+                .unwrap()
+                .split(" (")
+                .next()
+                .unwrap(),
+        )
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let args = ["setup", "--repo", repo.to_str().unwrap()];
+    let first = conclab_kernel(&args);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let spec = kernel_json(&first);
+    let init = repo.join("kernel/evcxr/init.evcxr");
+    let stamps = |path: &Path| std::fs::metadata(path).unwrap().modified().unwrap();
+    let before = (stamps(&spec), stamps(&init));
+
+    let second = conclab_kernel(&args);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stdout.contains("already installed"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(
+        second.stdout.matches("unchanged").count(),
+        2,
+        "{}",
+        second.stdout
+    );
+    assert_eq!(
+        (stamps(&spec), stamps(&init)),
+        before,
+        "setup rewrote its files"
+    );
+}
+
+#[test]
+fn release_writes_the_student_version() {
+    let out = temp_dir("release");
+    let run = conclab_kernel(&[
+        "release",
+        fixture("assignment.ipynb").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(out.join("assignment.ipynb")).unwrap();
+    assert!(
+        text.contains("todo!()") && text.contains("YOUR ANSWER HERE"),
+        "{text}"
+    );
+    assert!(!text.contains("(1..=n).product()"), "the solution leaked");
+    assert!(!text.contains("3_628_800"), "a hidden test leaked");
+    assert!(text.contains("assert_eq!(factorial(5), 120);"));
+    let student: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let tests = &student["cells"][3]["metadata"]["nbgrader"];
+    assert_eq!(tests["checksum"].as_str().unwrap().len(), 64);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    let broken = conclab_kernel(&[
+        "release",
+        fixture("passing.ipynb").to_str().unwrap(),
+        "-o",
+        "/tmp",
+    ]);
+    assert_eq!(broken.code, 2);
+    assert!(
+        broken.stderr.contains("no graded cell"),
+        "{}",
+        broken.stderr
+    );
+}
+
+#[test]
+fn a_process_pool_runs_functions_defined_in_later_cells() {
+    let (run, notebook) = run_fixture("pool_across_cells.ipynb", "120");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(cell_text(&notebook, 1).contains("workers: 2"));
+    let squares = cell_text(&notebook, 3);
+    assert!(
+        squares.contains("squares: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]"),
+        "{squares}"
+    );
+    assert!(squares.contains("re-forked: true"), "{squares}");
+    assert!(cell_text(&notebook, 4).contains("cubes: [1, 8, 27, 64, 125]"));
+}

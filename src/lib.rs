@@ -1,0 +1,43 @@
+//! # conclab
+//!
+//! The support crate of a Rust course on concurrency. Every notebook in `notebooks/` loads
+//! it in its first cell and calls into it; everything a notebook demonstrates is a public,
+//! documented and tested item here.
+//!
+//! The modules carry the names a reader of Python's documentation looks for:
+//!
+//! | Python | conclab |
+//! | --- | --- |
+//! | `threading` | [`threading`] |
+//! | `queue` | [`queue`] |
+//! | `concurrent.futures` | [`futures`] |
+//! | `multiprocessing` | [`multiprocessing`] (also reachable as `mp` through the prelude) |
+//! | the GIL | [`gil`], a simulation to teach with: Rust has no GIL |
+//!
+//! and [`timeline`], [`chart`] and [`table`] draw what happened ([`display`] shows them
+//! inline in a notebook).
+//!
+//! ## Living inside a notebook kernel
+//!
+//! evcxr compiles every cell into its own shared library, which links its own copy of this
+//! crate. A `static` therefore starts fresh in every cell, so nothing here keeps state in
+//! one: pools, recorders, the simulated GIL and children to reap are values the notebook
+//! holds.
+//!
+//! ```
+//! use conclab::prelude::*;
+//! ```
+
+pub mod futures;
+pub mod gil;
+
+pub mod multiprocessing;
+pub mod prelude;
+pub mod queue;
+pub mod threading;
+
+// Pictures: what happened, drawn (issue 7).
+pub mod chart;
+pub mod display;
+pub mod table;
+pub mod timeline;

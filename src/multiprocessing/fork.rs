@@ -1,0 +1,203 @@
+//! Child hygiene: everything that happens around `fork()`.
+//!
+//! Inside evcxr a forked child runs in the kernel's own process image. If it returned from
+//! the cell it would go on in the kernel's command loop, reading the kernel's stdin. So
+//! the child redirects stdin to `/dev/null`, runs its body under `catch_unwind`, flushes
+//! stdout and stderr and ends with `_exit`: no destructor or exit handler of the parent
+//! runs in it. Its panic hook is its own (the child is a separate process, so replacing
+//! the process-wide hook there touches nobody else) and prints a line of our format, never
+//! `thread 'main' panicked at`, which the notebook runner reads as a failed cell.
+
+use std::any::Any;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use super::MpError;
+
+/// How many threads this process has: `/proc/self/task` has one entry per thread, and
+/// procfs reports its link count as that number plus two. One `stat` call, no allocation:
+/// this runs before every fork.
+pub(crate) fn thread_count() -> usize {
+    // SAFETY: stat into a zeroed struct with a static path.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::stat(c"/proc/self/task".as_ptr(), &mut st) } < 0 {
+        return 1;
+    }
+    (st.st_nlink as usize).saturating_sub(2).max(1)
+}
+
+/// Prints CPython 3.12's warning (gh-100228) when other threads exist at a fork.
+pub(crate) fn warn_if_threads(what: &str) {
+    let n = thread_count();
+    if n > 1 {
+        eprintln!(
+            "conclab: warning: {what} forks while this process has {n} threads. fork() copies \
+             only the calling thread, so a lock another thread holds right now (inside malloc, \
+             stdout or your own code) stays locked forever in the child, which can deadlock. \
+             Fork before starting threads, or join them first."
+        );
+    }
+}
+
+/// Flushes buffered stdout, so the child does not print a copy of the parent's pending
+/// output too (stderr is unbuffered).
+pub(crate) fn flush_std() {
+    let _ = std::io::stdout().flush();
+}
+
+/// Forks. `Ok(0)` in the child, the child's pid in the parent.
+///
+/// # Safety
+/// The child must end with [`child_exit`] and never return into the caller's frames.
+pub(crate) unsafe fn fork_raw() -> Result<libc::pid_t, MpError> {
+    flush_std();
+    let pid = libc::fork();
+    if pid < 0 {
+        return Err(MpError::os("fork a child process"));
+    }
+    Ok(pid)
+}
+
+/// The message recorded by the child's panic hook (message and location).
+pub(crate) type PanicSlot = Arc<Mutex<Option<String>>>;
+
+/// First steps in a child: stdin from `/dev/null`, our own panic hook.
+pub(crate) fn child_enter(kind: &'static str, name: Option<String>) -> PanicSlot {
+    // SAFETY: plain libc calls on our own file descriptors.
+    unsafe {
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::dup2(fd, 0);
+            libc::close(fd);
+        }
+    }
+    let slot: PanicSlot = Arc::new(Mutex::new(None));
+    let hook_slot = Arc::clone(&slot);
+    std::panic::set_hook(Box::new(move |info| {
+        let message = payload_str(info.payload());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let name = name.clone().unwrap_or_else(|| format!("Process-{pid}"));
+        eprintln!("conclab: {kind} '{name}' (pid {pid}) panicked: {message}{at}");
+        if let Ok(mut s) = hook_slot.lock() {
+            *s = Some(format!("{message}{at}"));
+        }
+    }));
+    slot
+}
+
+/// Last step in a child: flush and `_exit`, skipping every destructor and atexit handler.
+pub(crate) fn child_exit(code: i32) -> ! {
+    flush_std();
+    // SAFETY: _exit never returns and runs nothing of the parent's.
+    unsafe { libc::_exit(code) }
+}
+
+/// The text of a panic payload.
+pub(crate) fn payload_str(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// A pidfd for `pid`: it polls readable when the process has ended, and signals sent
+/// through it can never hit a recycled pid.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, MpError> {
+    // SAFETY: the syscall returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(MpError::os("open a pidfd for the child"));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `sig` through a pidfd.
+pub(crate) fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> Result<(), MpError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pidfd is valid; a null siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        // ESRCH: it has already ended, which is what the caller wanted.
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(MpError::io("send a signal to the child", &err));
+    }
+    Ok(())
+}
+
+/// Blocks until `pid` has ended and returns its raw wait status.
+pub(crate) fn reap(pid: libc::pid_t) -> Result<i32, MpError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(status);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(MpError::io("wait for the child", &err));
+        }
+    }
+}
+
+/// CPython's exit code convention: the exit status, or minus the signal number.
+pub(crate) fn exitcode(status: i32) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        -libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+/// `SIGKILL` for 9, and so on.
+pub(crate) fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// "killed by signal SIGKILL" or "exited with code 3".
+pub(crate) fn describe_status(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", signal_name(libc::WTERMSIG(status)))
+    } else {
+        format!("exited with code {}", libc::WEXITSTATUS(status))
+    }
+}

@@ -1,0 +1,507 @@
+//! `Process`: a forked child running a closure, with its result coming back through serde.
+
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::codec;
+use super::fork;
+use super::MpError;
+
+/// How long dropping an unjoined [`Process`] waits before it kills the child.
+pub const DEFAULT_DROP_GRACE: Duration = Duration::from_secs(10);
+
+const TAG_VALUE: u8 = 0;
+const TAG_PANIC: u8 = 1;
+const TAG_ENCODE_FAILED: u8 = 2;
+
+/// A child process running a closure: Python's `multiprocessing.Process` with the fork
+/// start method, whose `join` also hands back the closure's return value.
+///
+/// The closure may borrow from the parent: `fork` copies the whole address space, so the
+/// child sees its own copy of everything the closure refers to. Changes the child makes
+/// stay in the child; share through [`Pipe`](super::Pipe), [`Queue`](super::Queue),
+/// [`Value`](super::Value) or a [`Manager`](super::Manager).
+///
+/// Dropping a handle without joining waits for the child, and kills it with SIGKILL if it
+/// is still running after [`DEFAULT_DROP_GRACE`] (set another grace with
+/// [`ProcessBuilder::drop_grace`]), so no child is ever left as a zombie.
+///
+/// ```
+/// use conclab::multiprocessing::Process;
+///
+/// let base = 40;
+/// let p = Process::spawn(|| base + 2).unwrap();
+/// assert!(p.pid() > 0);
+/// assert_eq!(p.join().unwrap(), 42);
+/// ```
+pub struct Process<R> {
+    pid: libc::pid_t,
+    name: std::sync::OnceLock<String>,
+    given_name: Option<String>,
+    // Opened on first need (a timed wait, a drop): the plain spawn + join path stays as
+    // short as a bare fork + waitpid. Signals go by pid, which is safe because only this
+    // handle reaps the child, so its pid cannot be recycled before we are done with it.
+    pidfd: std::sync::OnceLock<OwnedFd>,
+    owner: libc::pid_t,
+    drop_grace: Duration,
+    state: Mutex<State>,
+    _result: PhantomData<fn() -> R>,
+}
+
+struct State {
+    result_fd: Option<OwnedFd>,
+    buf: Vec<u8>,
+    status: Option<i32>,
+}
+
+/// Options for a [`Process`] before it starts: its name and its drop grace period.
+///
+/// ```
+/// use conclab::multiprocessing::ProcessBuilder;
+/// use std::time::Duration;
+///
+/// let p = ProcessBuilder::new()
+///     .name("worker-1")
+///     .drop_grace(Duration::from_secs(1))
+///     .spawn(|| std::process::id())
+///     .unwrap();
+/// assert_eq!(p.name(), "worker-1");
+/// let child_pid = p.pid();
+/// assert_eq!(p.join().unwrap() as i32, child_pid);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    drop_grace: Duration,
+}
+
+impl Default for ProcessBuilder {
+    fn default() -> Self {
+        ProcessBuilder::new()
+    }
+}
+
+impl ProcessBuilder {
+    /// Default options: the name `Process-<pid>`, a grace of [`DEFAULT_DROP_GRACE`].
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::ProcessBuilder::new().spawn(|| ()).unwrap();
+    /// assert_eq!(p.name(), format!("Process-{}", p.pid()));
+    /// p.join().unwrap();
+    /// ```
+    pub fn new() -> ProcessBuilder {
+        ProcessBuilder {
+            name: None,
+            drop_grace: DEFAULT_DROP_GRACE,
+        }
+    }
+
+    /// The name shown in messages (Python's `name=`).
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::ProcessBuilder::new().name("even").spawn(|| ()).unwrap();
+    /// assert_eq!(p.name(), "even");
+    /// p.join().unwrap();
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How long dropping an unjoined handle waits before it kills the child.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let p = conclab::multiprocessing::ProcessBuilder::new()
+    ///     .drop_grace(Duration::from_millis(50))
+    ///     .spawn(|| std::thread::sleep(Duration::from_secs(60)))
+    ///     .unwrap();
+    /// let start = Instant::now();
+    /// drop(p); // waits 50 ms, then SIGKILL, then reaps
+    /// assert!(start.elapsed() < Duration::from_secs(30));
+    /// ```
+    pub fn drop_grace(mut self, grace: Duration) -> ProcessBuilder {
+        self.drop_grace = grace;
+        self
+    }
+
+    /// Forks a child that runs `f`, sends its result back, and ends with `_exit`.
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::ProcessBuilder::new().spawn(|| "hi".to_string()).unwrap();
+    /// assert_eq!(p.join().unwrap(), "hi");
+    /// ```
+    pub fn spawn<F, R>(self, f: F) -> Result<Process<R>, MpError>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        fork::warn_if_threads("Process::spawn");
+        let result_file = memfd()?;
+        // SAFETY: the child branch ends in child_exit and never returns.
+        let pid = unsafe { fork::fork_raw()? };
+        if pid == 0 {
+            run_child(self.name, f, result_file);
+        }
+        Ok(Process {
+            pid,
+            name: std::sync::OnceLock::new(),
+            given_name: self.name,
+            pidfd: std::sync::OnceLock::new(),
+            // SAFETY: getpid has no preconditions.
+            owner: unsafe { libc::getpid() },
+            drop_grace: self.drop_grace,
+            state: Mutex::new(State {
+                result_fd: Some(result_file),
+                buf: Vec::new(),
+                status: None,
+            }),
+            _result: PhantomData,
+        })
+    }
+}
+
+fn run_child<F, R>(name: Option<String>, f: F, out: OwnedFd) -> !
+where
+    F: FnOnce() -> R,
+    R: Serialize,
+{
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || {
+        let slot = fork::child_enter("process", name);
+        let run = std::panic::catch_unwind(AssertUnwindSafe(f));
+        let (tag, body) = match run {
+            Ok(value) => match codec::encode(&value) {
+                Ok(bytes) => (TAG_VALUE, bytes),
+                Err(e) => (TAG_ENCODE_FAILED, e.to_string().into_bytes()),
+            },
+            Err(payload) => {
+                let recorded = slot.lock().ok().and_then(|mut s| s.take());
+                let msg = recorded.unwrap_or_else(|| fork::payload_str(&*payload));
+                // The payload's destructor is user code too: keep it from unwinding here.
+                std::mem::forget(payload);
+                (TAG_PANIC, msg.into_bytes())
+            }
+        };
+        let mut frame = Vec::with_capacity(5 + body.len());
+        frame.extend_from_slice(&((body.len() + 1) as u32).to_le_bytes());
+        frame.push(tag);
+        frame.extend_from_slice(&body);
+        let _ = pwrite_all(&out, &frame);
+        if tag == TAG_VALUE {
+            0
+        } else {
+            1
+        }
+    }));
+    fork::child_exit(outcome.unwrap_or(1))
+}
+
+impl<R: Serialize + DeserializeOwned> Process<R> {
+    /// Forks a child running `f` with default options (see [`ProcessBuilder`]).
+    ///
+    /// ```
+    /// use conclab::multiprocessing::Process;
+    /// let handles: Vec<_> = (0..4).map(|i| Process::spawn(move || i * 10).unwrap()).collect();
+    /// let results: Vec<i32> = handles.into_iter().map(|p| p.join().unwrap()).collect();
+    /// assert_eq!(results, vec![0, 10, 20, 30]);
+    /// ```
+    pub fn spawn<F: FnOnce() -> R>(f: F) -> Result<Process<R>, MpError> {
+        ProcessBuilder::new().spawn(f)
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// The child's process id (Python's `pid`).
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::Process::spawn(|| std::process::id()).unwrap();
+    /// let pid = p.pid();
+    /// assert_eq!(p.join().unwrap() as i32, pid);
+    /// ```
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The child's name (Python's `name`).
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::Process::spawn(|| ()).unwrap();
+    /// assert!(p.name().starts_with("Process-"));
+    /// p.join().unwrap();
+    /// ```
+    pub fn name(&self) -> &str {
+        self.name.get_or_init(|| {
+            self.given_name
+                .clone()
+                .unwrap_or_else(|| format!("Process-{}", self.pid))
+        })
+    }
+
+    /// Waits for the child and returns the closure's value, or why there is none: a panic
+    /// ([`MpError::Panicked`]), a signal ([`MpError::Signaled`]) or an early exit
+    /// ([`MpError::NoResult`]).
+    ///
+    /// ```
+    /// use conclab::multiprocessing::{MpError, Process};
+    /// let p = Process::spawn(|| -> u8 { std::process::exit(3) }).unwrap();
+    /// assert!(matches!(p.join(), Err(MpError::NoResult { code: 3, .. })));
+    /// ```
+    pub fn join(self) -> Result<R, MpError> {
+        self.wait_until(None)?;
+        self.outcome()
+    }
+
+    /// Waits at most `timeout`; `Ok(true)` if the child has ended (then [`join`](Self::join)
+    /// returns at once), `Ok(false)` if it is still running (Python's `join(timeout)`
+    /// followed by `is_alive()`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = conclab::multiprocessing::Process::spawn(|| std::thread::sleep(Duration::from_secs(30))).unwrap();
+    /// assert!(!p.join_timeout(Duration::from_millis(20)).unwrap());
+    /// p.terminate().unwrap();
+    /// assert!(p.join_timeout(Duration::from_secs(30)).unwrap());
+    /// assert_eq!(p.exitcode(), Some(-15)); // minus SIGTERM, as in Python
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, MpError> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the child is still running (reaps it if it has just ended).
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::Process::spawn(|| ()).unwrap();
+    /// p.join_timeout(std::time::Duration::from_secs(30)).unwrap();
+    /// assert!(!p.is_alive());
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        !matches!(self.wait_until(Some(Instant::now())), Ok(true))
+    }
+
+    /// The exit code once the child has ended (`None` before): 0 after a normal return,
+    /// 1 after a panic, minus the signal number after a signal (CPython's convention).
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::Process::spawn(|| -> () { panic!("no") }).unwrap();
+    /// p.join_timeout(std::time::Duration::from_secs(30)).unwrap();
+    /// assert_eq!(p.exitcode(), Some(1));
+    /// ```
+    pub fn exitcode(&self) -> Option<i32> {
+        let _ = self.wait_until(Some(Instant::now()));
+        self.state.lock().status.map(fork::exitcode)
+    }
+
+    /// Asks the child to stop with SIGTERM (Python's `terminate`). Join it afterwards.
+    ///
+    /// ```
+    /// use conclab::multiprocessing::{MpError, Process};
+    /// let p = Process::spawn(|| std::thread::sleep(std::time::Duration::from_secs(30))).unwrap();
+    /// p.terminate().unwrap();
+    /// assert!(matches!(p.join(), Err(MpError::Signaled { signal, .. }) if signal == "SIGTERM"));
+    /// ```
+    pub fn terminate(&self) -> Result<(), MpError> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Kills the child with SIGKILL (Python's `kill`). Join it afterwards.
+    ///
+    /// ```
+    /// let p = conclab::multiprocessing::Process::<()>::spawn(|| loop { std::hint::spin_loop() }).unwrap();
+    /// p.kill().unwrap();
+    /// assert_eq!(p.join().unwrap_err().to_string().contains("SIGKILL"), true);
+    /// ```
+    pub fn kill(&self) -> Result<(), MpError> {
+        self.signal(libc::SIGKILL)
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), MpError> {
+        if self.state.lock().status.is_some() {
+            return Ok(());
+        }
+        // Not reaped yet (checked above under the lock we hold no longer, but only this
+        // handle reaps), so the pid is still ours, at worst a zombie.
+        // SAFETY: kill has no memory preconditions.
+        if unsafe { libc::kill(self.pid, sig) } < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                return Err(MpError::io("send a signal to the child", &err));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits on the pidfd until the child has ended and reaps it, or until `deadline`.
+    /// The result sits in a memory file, so the child never blocks on a full pipe and
+    /// the parent wakes once, when the child exits.
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, MpError> {
+        let mut st = self.state.lock();
+        if st.status.is_some() {
+            return Ok(true);
+        }
+        // Without a deadline, waitpid alone does the waiting (as the raw floor does).
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if !codec::wait_readable(self.pidfd()?.as_raw_fd(), Some(left))? {
+                return Ok(false);
+            }
+        }
+        let st = &mut *st;
+        st.status = Some(fork::reap(self.pid)?);
+        if let Some(fd) = st.result_fd.take() {
+            read_memfd(&fd, &mut st.buf)?;
+        }
+        Ok(true)
+    }
+
+    fn pidfd(&self) -> Result<&OwnedFd, MpError> {
+        if let Some(fd) = self.pidfd.get() {
+            return Ok(fd);
+        }
+        let fd = fork::pidfd_open(self.pid)?;
+        Ok(self.pidfd.get_or_init(|| fd))
+    }
+
+    fn outcome(&self) -> Result<R, MpError> {
+        let st = self.state.lock();
+        let status = st.status.unwrap_or(0);
+        let mut start = 0;
+        let buf = st.buf.clone();
+        let frame = codec::take_frame(&buf, &mut start).map(|(a, b)| &buf[a..b]);
+        match frame {
+            Some([TAG_VALUE, body @ ..]) => codec::decode(body),
+            Some([TAG_PANIC, body @ ..]) => Err(MpError::Panicked {
+                name: self.name().to_string(),
+                pid: self.pid,
+                message: String::from_utf8_lossy(body).into_owned(),
+            }),
+            Some([TAG_ENCODE_FAILED, body @ ..]) => {
+                Err(MpError::Codec(String::from_utf8_lossy(body).into_owned()))
+            }
+            _ if libc::WIFSIGNALED(status) => Err(MpError::Signaled {
+                name: self.name().to_string(),
+                pid: self.pid,
+                signal: fork::signal_name(libc::WTERMSIG(status)),
+            }),
+            _ => Err(MpError::NoResult {
+                name: self.name().to_string(),
+                pid: self.pid,
+                code: libc::WEXITSTATUS(status),
+            }),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.state.lock().status;
+        f.debug_struct("Process")
+            .field("name", &self.given_name)
+            .field("pid", &self.pid)
+            .field("exitcode", &status.map(fork::exitcode))
+            .finish()
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        // SAFETY: getpid has no preconditions.
+        if unsafe { libc::getpid() } != self.owner {
+            return; // a copy of the handle inside a forked child: not our child to reap
+        }
+        let st = self.state.get_mut();
+        if st.status.is_some() {
+            return;
+        }
+        let ended = match fork::pidfd_open(self.pid) {
+            Ok(fd) => codec::wait_readable(fd.as_raw_fd(), Some(self.drop_grace)),
+            Err(e) => Err(e),
+        };
+        if !matches!(ended, Ok(true)) {
+            eprintln!(
+                "conclab: process '{}' (pid {}) was still running {:?} after its handle \
+                 was dropped unjoined; killed it with SIGKILL",
+                self.given_name.as_deref().unwrap_or("Process"),
+                self.pid,
+                self.drop_grace
+            );
+            // SAFETY: our own unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+        st.result_fd = None;
+        let _ = fork::reap(self.pid);
+    }
+}
+
+/// The child's result goes into an anonymous memory file: unlike a pipe it never fills up,
+/// so a child with a large result ends without waiting for the parent to read.
+fn memfd() -> Result<OwnedFd, MpError> {
+    // SAFETY: a fresh memfd; checked for failure.
+    let fd = unsafe { libc::memfd_create(c"conclab-result".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(MpError::os("create a memory file for the child's result"));
+    }
+    // SAFETY: fd is new and ours.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+fn pwrite_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), MpError> {
+    let mut at = 0;
+    while !buf.is_empty() {
+        // SAFETY: a valid buffer and descriptor.
+        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(MpError::io("write the child's result", &err));
+        }
+        buf = &buf[n as usize..];
+        at += n as libc::off_t;
+    }
+    Ok(())
+}
+
+fn read_memfd(fd: &OwnedFd, out: &mut Vec<u8>) -> Result<(), MpError> {
+    // Size the buffer exactly: a large zeroed scratch buffer would cost page faults on
+    // every join (measured: it made start + join 40% slower).
+    // SAFETY: fstat into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(MpError::os("read the child's result"));
+    }
+    let mut buf = vec![0u8; st.st_size as usize];
+    let mut at = 0usize;
+    while at < buf.len() {
+        let rest = &mut buf[at..];
+        // SAFETY: a valid buffer and descriptor.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                rest.as_mut_ptr().cast(),
+                rest.len(),
+                at as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(MpError::io("read the child's result", &err));
+        }
+        if n == 0 {
+            break;
+        }
+        at += n as usize;
+    }
+    buf.truncate(at);
+    *out = buf;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Process: results, panics, signals, early exits, timeouts, dropping unjoined handles.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use std::sync::atomic::AtomicUsize;
+
+use conclab::multiprocessing::{MpError, Process, ProcessBuilder};
+
+static DONE: AtomicUsize = AtomicUsize::new(0);
+
+#[test]
+fn returns_values_and_borrows_from_the_parent() {
+    let _t = common::Track::new(&DONE);
+    let data = [1u64, 2, 3, 4];
+    let children: Vec<_> = (0..4)
+        .map(|i| Process::spawn(|| data.iter().map(|x| x * i).sum::<u64>()).unwrap())
+        .collect();
+    let sums: Vec<u64> = children.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(sums, vec![0, 10, 20, 30]);
+}
+
+#[test]
+fn child_changes_stay_in_the_child() {
+    let _t = common::Track::new(&DONE);
+    let mut counter = 0;
+    let p = Process::spawn(|| {
+        counter += 1;
+        counter
+    })
+    .unwrap();
+    assert_eq!(p.join().unwrap(), 1);
+    assert_eq!(counter, 0);
+}
+
+#[test]
+fn a_panic_comes_back_as_an_error_with_the_message() {
+    let _t = common::Track::new(&DONE);
+    let p = ProcessBuilder::new()
+        .name("doomed")
+        .spawn(|| -> u32 { panic!("division by zero in {}", "worker") })
+        .unwrap();
+    let pid = p.pid();
+    match p.join() {
+        Err(MpError::Panicked {
+            name,
+            pid: got,
+            message,
+        }) => {
+            assert_eq!(name, "doomed");
+            assert_eq!(got, pid);
+            assert!(message.contains("division by zero in worker"), "{message}");
+            assert!(
+                message.contains("tests/process.rs"),
+                "location missing: {message}"
+            );
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+}
+
+#[test]
+fn signals_and_exit_codes_follow_cpython() {
+    let _t = common::Track::new(&DONE);
+    let p = Process::spawn(|| std::thread::sleep(Duration::from_secs(60))).unwrap();
+    assert!(p.is_alive());
+    assert_eq!(p.exitcode(), None);
+    p.kill().unwrap();
+    assert!(p.join_timeout(Duration::from_secs(30)).unwrap());
+    assert!(!p.is_alive());
+    assert_eq!(p.exitcode(), Some(-libc::SIGKILL));
+    match p.join() {
+        Err(MpError::Signaled { signal, .. }) => assert_eq!(signal, "SIGKILL"),
+        other => panic!("expected Signaled, got {other:?}"),
+    }
+
+    let early = Process::spawn(|| -> i32 { std::process::exit(7) }).unwrap();
+    assert!(early.join_timeout(Duration::from_secs(30)).unwrap());
+    assert_eq!(early.exitcode(), Some(7));
+    assert!(matches!(
+        early.join(),
+        Err(MpError::NoResult { code: 7, .. })
+    ));
+
+    let ok = Process::spawn(|| ()).unwrap();
+    ok.join_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(ok.exitcode(), Some(0));
+}
+
+#[test]
+fn join_timeout_then_terminate() {
+    let _t = common::Track::new(&DONE);
+    let p = Process::spawn(|| std::thread::sleep(Duration::from_secs(60))).unwrap();
+    assert!(!p.join_timeout(Duration::from_millis(50)).unwrap());
+    assert!(p.is_alive());
+    p.terminate().unwrap();
+    assert!(matches!(p.join(), Err(MpError::Signaled { signal, .. }) if signal == "SIGTERM"));
+}
+
+#[test]
+fn large_results_do_not_block_the_child() {
+    let _t = common::Track::new(&DONE);
+    // Much larger than a pipe buffer: the parent must read while it waits.
+    let p = Process::spawn(|| vec![7u8; 4 << 20]).unwrap();
+    let v = p.join().unwrap();
+    assert_eq!(v.len(), 4 << 20);
+    assert!(v.iter().all(|&b| b == 7));
+}
+
+#[test]
+fn dropping_an_unjoined_handle_waits_then_kills() {
+    let _t = common::Track::new(&DONE);
+    let quick = Process::spawn(|| std::thread::sleep(Duration::from_millis(50))).unwrap();
+    let quick_pid = quick.pid();
+    drop(quick); // waits for it and reaps it
+    assert!(!common::live_children().iter().any(|(p, _)| *p == quick_pid));
+
+    let stuck = ProcessBuilder::new()
+        .drop_grace(Duration::from_millis(100))
+        .spawn::<_, ()>(|| loop {
+            std::thread::sleep(Duration::from_millis(10))
+        })
+        .unwrap();
+    let stuck_pid = stuck.pid();
+    let start = Instant::now();
+    drop(stuck);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(!common::live_children().iter().any(|(p, _)| *p == stuck_pid));
+}
+
+#[test]
+fn the_child_does_not_read_the_parents_stdin() {
+    let _t = common::Track::new(&DONE);
+    let p = Process::spawn(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap_or(0)
+    })
+    .unwrap();
+    assert_eq!(p.join().unwrap(), 0, "stdin must be /dev/null in the child");
+}
+
+#[test]
+fn nested_processes_work() {
+    let _t = common::Track::new(&DONE);
+    let outer = Process::spawn(|| {
+        let inner = Process::spawn(|| 21).unwrap();
+        inner.join().unwrap() * 2
+    })
+    .unwrap();
+    assert_eq!(outer.join().unwrap(), 42);
+}
+
+#[test]
+fn zz_no_children_left() {
+    common::check_after(&DONE, 9);
+}
