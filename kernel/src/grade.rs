@@ -23,6 +23,9 @@ pub struct QuestionResult {
     pub max_points: f64,
     /// Why points were lost; `None` when all were earned.
     pub reason: Option<String>,
+    /// A written (markdown) answer: it scores nothing here and waits for a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 /// One submission's result, written as `result.json`.
@@ -198,7 +201,9 @@ pub fn grade_one(
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let sandbox = Sandbox::create(options.limits)?;
+    let end_mark = EndMark::append(&mut graded);
     let reports = execute_notebook(&mut graded, cwd, &options.run, Some(&sandbox), |_| {});
+    let stopped_early = end_mark.remove(&mut graded);
     if sandbox.task_limit_hit() {
         notes.push(format!(
             "the code tried to run more than {} tasks at once; forks beyond that were refused",
@@ -227,7 +232,7 @@ pub fn grade_one(
             ));
         }
     }
-    let failures: HashMap<usize, String> = match &reports {
+    let mut failures: HashMap<usize, String> = match &reports {
         Ok(reports) => reports
             .iter()
             .filter_map(|report| match &report.status {
@@ -240,50 +245,10 @@ pub fn grade_one(
             HashMap::new()
         }
     };
-    let kernel_started = reports.is_ok();
-    let mut questions = Vec::new();
-    // The latest failed cell that is not itself graded: a test that fails after it most
-    // likely fails because of it, and the student should read both.
-    let mut earlier_failure: Option<String> = None;
-    for (index, cell) in graded.cells.iter().enumerate() {
-        let mark = marking(cell);
-        if !mark.as_ref().is_some_and(|mark| mark.grade) {
-            if let Some(failure) = failures.get(&index) {
-                let name = mark
-                    .and_then(|mark| mark.grade_id)
-                    .unwrap_or_else(|| format!("cell {index}"));
-                notes.push(format!("{name} failed: {failure}"));
-                earlier_failure = Some(format!("{name} failed first: {failure}"));
-            }
-            continue;
-        }
-        let mark = mark.expect("graded cells have a marking");
-        let ran = matches!(
-            cell,
-            Cell::Code {
-                execution_count: Some(_),
-                ..
-            }
-        );
-        let reason = if !kernel_started {
-            Some("not run: the kernel did not start".to_owned())
-        } else if let Some(failure) = failures.get(&index) {
-            Some(match &earlier_failure {
-                Some(earlier) => format!("{failure} ({earlier})"),
-                None => failure.clone(),
-            })
-        } else if !ran && matches!(cell, Cell::Code { .. }) {
-            Some("not run".to_owned())
-        } else {
-            None
-        };
-        questions.push(QuestionResult {
-            grade_id: mark.grade_id.clone().unwrap_or_default(),
-            points: if reason.is_none() { mark.points } else { 0.0 },
-            max_points: mark.points,
-            reason,
-        });
+    for (index, why) in stopped_early {
+        failures.entry(index).or_insert(why);
     }
+    let questions = score(&graded, &failures, reports.is_ok(), &mut notes);
     let leftovers_note = notes.iter().position(|note| note.contains("left running"));
     if let Some(position) = leftovers_note {
         // Said last: it is about the end of the run.
@@ -301,6 +266,170 @@ pub fn grade_one(
     };
     write_outputs(&result, graded, &options.output.join(&student))?;
     Ok(result)
+}
+
+/// The line the grader appends to every graded code cell, printing a token that only a
+/// cell that ran to its end can print. evcxr counts a cell that stopped at a `?` as a
+/// success: it prints the error on stderr and replies `ok` (DESIGN.md). A test that
+/// stopped there never reached its asserts, so it must not earn its points.
+struct EndMark {
+    token: String,
+    /// The graded cells and their sources before the line was appended.
+    originals: Vec<(usize, String)>,
+}
+
+impl EndMark {
+    fn append(notebook: &mut Notebook) -> EndMark {
+        let token = format!("conclab-cell-finished-{}", uuid::Uuid::new_v4().simple());
+        let mut originals = Vec::new();
+        for (index, cell) in notebook.cells.iter_mut().enumerate() {
+            if matches!(cell, Cell::Code { .. }) && marking(cell).is_some_and(|mark| mark.grade) {
+                let text = assignment::source(cell);
+                // On a line of its own after a `;`, so that a trailing expression or a
+                // comment on the last line cannot swallow it.
+                assignment::set_source(cell, &format!("{text}\n;println!(\"{token}\");"));
+                originals.push((index, text));
+            }
+        }
+        EndMark { token, originals }
+    }
+
+    /// Puts the original sources back, takes the token out of the outputs, and returns
+    /// the graded cells that ran without failing yet never printed it.
+    fn remove(self, notebook: &mut Notebook) -> Vec<(usize, String)> {
+        let mut stopped = Vec::new();
+        for (index, text) in self.originals {
+            let cell = &mut notebook.cells[index];
+            assignment::set_source(cell, &text);
+            let Cell::Code {
+                outputs,
+                execution_count,
+                ..
+            } = cell
+            else {
+                continue;
+            };
+            let mut finished = false;
+            let mut stderr = String::new();
+            for output in outputs.iter_mut() {
+                let Ok(mut json) = serde_json::to_value(&*output) else {
+                    continue;
+                };
+                if json["output_type"] != "stream" {
+                    continue;
+                }
+                let text = multiline(&json["text"]);
+                if json["name"] == "stderr" {
+                    stderr.push_str(&text);
+                    continue;
+                }
+                // The token may follow a `print!` without a newline on the same line.
+                let kept: String = text
+                    .split_inclusive('\n')
+                    .map(|line| match line.trim_end().strip_suffix(&self.token) {
+                        Some(before) => {
+                            finished = true;
+                            before
+                        }
+                        None => line,
+                    })
+                    .collect();
+                if kept.len() != text.len() {
+                    json["text"] = serde_json::Value::String(kept);
+                    if let Ok(edited) = serde_json::from_value(json) {
+                        *output = edited;
+                    }
+                }
+            }
+            // Streams emptied by the removal are dropped, as a front end never shows one.
+            outputs.retain(|output| {
+                serde_json::to_value(output).map_or(true, |json| {
+                    json["output_type"] != "stream" || !multiline(&json["text"]).is_empty()
+                })
+            });
+            if !finished && execution_count.is_some() {
+                let error = stderr.lines().find(|line| !line.trim().is_empty());
+                stopped.push((
+                    index,
+                    match error {
+                        Some(error) => format!(
+                            "stopped early: a `?` returned the error \"{}\", so the checks after it never ran",
+                            error.trim()
+                        ),
+                        None => "stopped before its end, so the checks after that point never ran".to_owned(),
+                    },
+                ));
+            }
+        }
+        stopped
+    }
+}
+
+fn multiline(text: &serde_json::Value) -> String {
+    match text {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(lines) => lines.iter().filter_map(|l| l.as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// Scores each graded cell of an executed notebook: its points when it ran and passed,
+/// none with the reason otherwise. Failed cells that are not graded become notes, and
+/// the latest of them is named beside a test that fails after it, since the test most
+/// likely fails because of it. A graded written (markdown) answer scores nothing here:
+/// it waits for a person, as nbgrader's manually graded answers do.
+fn score(
+    graded: &Notebook,
+    failures: &HashMap<usize, String>,
+    kernel_started: bool,
+    notes: &mut Vec<String>,
+) -> Vec<QuestionResult> {
+    let mut questions = Vec::new();
+    let mut earlier_failure: Option<String> = None;
+    for (index, cell) in graded.cells.iter().enumerate() {
+        let mark = marking(cell);
+        if !mark.as_ref().is_some_and(|mark| mark.grade) {
+            if let Some(failure) = failures.get(&index) {
+                let name = mark
+                    .and_then(|mark| mark.grade_id)
+                    .unwrap_or_else(|| format!("cell {index}"));
+                notes.push(format!("{name} failed: {failure}"));
+                earlier_failure = Some(format!("{name} failed first: {failure}"));
+            }
+            continue;
+        }
+        let mark = mark.expect("graded cells have a marking");
+        let (manual, ran) = match cell {
+            Cell::Code {
+                execution_count, ..
+            } => (false, execution_count.is_some()),
+            _ => (true, false),
+        };
+        let reason = if manual {
+            Some(
+                "a written answer: left for a person to grade, not scored automatically".to_owned(),
+            )
+        } else if !kernel_started {
+            Some("not run: the kernel did not start".to_owned())
+        } else if let Some(failure) = failures.get(&index) {
+            Some(match &earlier_failure {
+                Some(earlier) => format!("{failure} ({earlier})"),
+                None => failure.clone(),
+            })
+        } else if !ran {
+            Some("not run".to_owned())
+        } else {
+            None
+        };
+        questions.push(QuestionResult {
+            grade_id: mark.grade_id.clone().unwrap_or_default(),
+            points: if reason.is_none() { mark.points } else { 0.0 },
+            max_points: mark.points,
+            reason,
+            manual,
+        });
+    }
+    questions
 }
 
 fn write_outputs(
@@ -588,4 +717,81 @@ pub fn table(results: &[SubmissionResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A notebook as the grader sees it after the run: `(kind, grade_id, graded, ran)`.
+    fn executed(cells: &[(&str, &str, bool, bool)]) -> Notebook {
+        let cells: Vec<_> = cells
+            .iter()
+            .enumerate()
+            .map(|(index, (kind, id, graded, ran))| {
+                let mut cell = json!({
+                    "cell_type": kind,
+                    "id": format!("cell-{index}"),
+                    "metadata": {"nbgrader": {
+                        "schema_version": 3, "grade": graded, "solution": !graded,
+                        "locked": graded, "grade_id": id, "points": 2
+                    }},
+                    "source": "",
+                });
+                if *kind == "code" {
+                    cell["outputs"] = json!([]);
+                    cell["execution_count"] = if *ran { json!(index + 1) } else { json!(null) };
+                }
+                cell
+            })
+            .collect();
+        let text =
+            json!({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).to_string();
+        notebook::parse(Path::new("graded.ipynb"), &text).unwrap()
+    }
+
+    #[test]
+    fn passed_tests_earn_their_points_and_failed_ones_name_the_answer_that_failed_first() {
+        let graded = executed(&[
+            ("code", "q1-answer", false, true),
+            ("code", "q1-tests", true, true),
+            ("code", "q2-answer", false, true),
+            ("code", "q2-tests", true, true),
+        ]);
+        let failures = HashMap::from([
+            (2, "panic: todo".to_owned()),
+            (3, "compile error: cannot find `f`".to_owned()),
+        ]);
+        let mut notes = Vec::new();
+        let questions = score(&graded, &failures, true, &mut notes);
+        assert_eq!(questions[0].points, 2.0);
+        assert_eq!(questions[0].reason, None);
+        assert_eq!(questions[1].points, 0.0);
+        assert_eq!(
+            questions[1].reason.as_deref(),
+            Some("compile error: cannot find `f` (q2-answer failed first: panic: todo)")
+        );
+        assert_eq!(notes, ["q2-answer failed: panic: todo"]);
+    }
+
+    #[test]
+    fn written_answers_wait_for_a_person_and_unrun_tests_score_nothing() {
+        let graded = executed(&[
+            ("markdown", "q1-essay", true, false),
+            ("code", "q2-tests", true, false),
+        ]);
+        let questions = score(&graded, &HashMap::new(), true, &mut Vec::new());
+        assert!(questions[0].manual);
+        assert_eq!(questions[0].points, 0.0);
+        assert!(questions[0].reason.as_deref().unwrap().contains("person"));
+        assert!(!questions[1].manual);
+        assert_eq!(questions[1].reason.as_deref(), Some("not run"));
+
+        let unstarted = score(&graded, &HashMap::new(), false, &mut Vec::new());
+        assert_eq!(
+            unstarted[1].reason.as_deref(),
+            Some("not run: the kernel did not start")
+        );
+    }
 }

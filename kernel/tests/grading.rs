@@ -12,10 +12,20 @@ fn fixtures() -> PathBuf {
 }
 
 fn grade(tag: &str, submissions: &[PathBuf], out: &Path, extra: &[&str]) -> String {
+    grade_against("assignment.ipynb", tag, submissions, out, extra)
+}
+
+fn grade_against(
+    source: &str,
+    tag: &str,
+    submissions: &[PathBuf],
+    out: &Path,
+    extra: &[&str],
+) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"));
     command
         .args(["grade", "--source"])
-        .arg(fixtures().join("assignment.ipynb"))
+        .arg(fixtures().join(source))
         .args(["--output"])
         .arg(out)
         .args([
@@ -175,4 +185,33 @@ fn shards_grade_disjoint_parts_and_merge_into_one_gradebook() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--shard takes I/N"));
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// evcxr replies `ok` for a cell that stopped at a `?`, printing the error only on
+/// stderr: a test cell that stopped there never reached its asserts and earns nothing.
+#[test]
+fn a_test_that_stops_at_a_question_mark_earns_nothing() {
+    let tag = format!("qmark-{}", std::process::id());
+    let out = std::env::temp_dir().join(format!("conclab-grading-{tag}"));
+    let report = grade_against(
+        "question_mark_assignment.ipynb",
+        &tag,
+        &[fixtures().join("question_mark")],
+        &out,
+        &[],
+    );
+    let right = result(&out, "right");
+    assert_eq!(right["score"].as_f64(), Some(2.0), "{right:#}\n{report}");
+    let wrong = result(&out, "returns_err");
+    assert_eq!(wrong["score"].as_f64(), Some(0.0), "{wrong:#}\n{report}");
+    let reason = wrong["questions"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("stopped early") && reason.contains("invalid digit found in string"),
+        "{reason}"
+    );
+    // The grader's own end-of-cell line is gone from the feedback, source and output.
+    let feedback = std::fs::read_to_string(out.join("right").join("feedback.ipynb")).unwrap();
+    assert!(!feedback.contains("conclab-cell-finished"), "{feedback}");
+    assert!(feedback.contains("parsed [1, 2]"), "{feedback}");
+    std::fs::remove_dir_all(&out).unwrap();
 }
