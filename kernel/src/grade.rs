@@ -270,8 +270,9 @@ pub fn grade_one(
 
 /// The line the grader appends to every graded code cell, printing a token that only a
 /// cell that ran to its end can print. evcxr counts a cell that stopped at a `?` as a
-/// success: it prints the error on stderr and replies `ok` (DESIGN.md). A test that
-/// stopped there never reached its asserts, so it must not earn its points.
+/// success: it prints the error on stderr and replies `ok` (measured with evcxr 0.22,
+/// whose only reaction to its error marker is to forget the cell's new variables). A
+/// test that stopped there never reached its asserts, so it must not earn its points.
 struct EndMark {
     token: String,
     /// The graded cells and their sources before the line was appended.
