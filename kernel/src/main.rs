@@ -71,7 +71,7 @@ enum Commands {
         output: PathBuf,
     },
     /// Grade submissions against their source assignment, each in a fresh sandboxed
-    /// kernel; writes <output>/<student>/{result.json,feedback.ipynb} and a gradebook.
+    /// kernel; writes OUTPUT/STUDENT/{result.json,feedback.ipynb} and a gradebook.
     Grade {
         /// The source assignment (with solutions and hidden tests).
         #[arg(long, value_name = "SOURCE")]
