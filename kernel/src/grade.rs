@@ -9,7 +9,7 @@ use crate::assignment::{self, marking, Marking};
 use crate::execute::{execute_notebook, CellStatus, RunOptions};
 use crate::notebook;
 use crate::sandbox::{Limits, Sandbox};
-use nbformat::v4::{Cell, Notebook};
+use nbformat::v4::{Cell, Notebook, Output};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -313,19 +313,16 @@ impl EndMark {
             let mut finished = false;
             let mut stderr = String::new();
             for output in outputs.iter_mut() {
-                let Ok(mut json) = serde_json::to_value(&*output) else {
+                let Output::Stream { name, text } = output else {
                     continue;
                 };
-                if json["output_type"] != "stream" {
-                    continue;
-                }
-                let text = multiline(&json["text"]);
-                if json["name"] == "stderr" {
-                    stderr.push_str(&text);
+                if name == "stderr" {
+                    stderr.push_str(&text.0);
                     continue;
                 }
                 // The token may follow a `print!` without a newline on the same line.
-                let kept: String = text
+                text.0 = text
+                    .0
                     .split_inclusive('\n')
                     .map(|line| match line.trim_end().strip_suffix(&self.token) {
                         Some(before) => {
@@ -335,19 +332,11 @@ impl EndMark {
                         None => line,
                     })
                     .collect();
-                if kept.len() != text.len() {
-                    json["text"] = serde_json::Value::String(kept);
-                    if let Ok(edited) = serde_json::from_value(json) {
-                        *output = edited;
-                    }
-                }
             }
             // Streams emptied by the removal are dropped, as a front end never shows one.
-            outputs.retain(|output| {
-                serde_json::to_value(output).map_or(true, |json| {
-                    json["output_type"] != "stream" || !multiline(&json["text"]).is_empty()
-                })
-            });
+            outputs.retain(
+                |output| !matches!(output, Output::Stream { text, .. } if text.0.is_empty()),
+            );
             if !finished && execution_count.is_some() {
                 let error = stderr.lines().find(|line| !line.trim().is_empty());
                 stopped.push((
@@ -363,14 +352,6 @@ impl EndMark {
             }
         }
         stopped
-    }
-}
-
-fn multiline(text: &serde_json::Value) -> String {
-    match text {
-        serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Array(lines) => lines.iter().filter_map(|l| l.as_str()).collect(),
-        _ => String::new(),
     }
 }
 
