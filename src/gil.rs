@@ -35,7 +35,7 @@
 //! println!("2 free threads: {:?}", start.elapsed());
 //! ```
 
-use crate::threading::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex};
 use std::fmt;
 use std::hint::black_box;
 use std::marker::PhantomData;

@@ -34,6 +34,7 @@ pub mod gil;
 pub mod multiprocessing;
 pub mod prelude;
 pub mod queue;
+pub(crate) mod sync;
 pub mod threading;
 
 // Pictures: what happened, drawn (issue 7).

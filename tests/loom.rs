@@ -3,15 +3,15 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --test loom --release` (and the
 //! `Future`/`Promise` models with `RUSTFLAGS="--cfg loom" cargo test --lib --release loom`).
 //! Under `--cfg loom` the primitives are built on loom's `Mutex`, `Condvar`, atomics and
-//! `Arc` (see `src/threading/sync.rs`), so loom explores every interleaving of their
+//! `Arc` (see `src/sync.rs`), so loom explores every interleaving of their
 //! internals. loom does not model time: timed waits there behave like untimed ones, so the
 //! deadlock model checks that the first walk of the wait-for graph always finds a cycle,
 //! without the periodic re-check that backs it up in real runs.
 //!
 //! Not modelled: `Thread`/`JoinHandle` and `ThreadPoolExecutor` (thin layers over
 //! `std::thread` and crossbeam-channel, which loom cannot see into), the GIL (built on
-//! time slices), and parking_lot's raw mutex behind `Lock` in real builds (loom checks the
-//! same `Lock` logic over a loom mutex instead).
+//! time slices), and the futex word behind `Lock` in real builds (loom checks the same
+//! `Lock` logic over a loom mutex instead; `raw_lock.rs` has the futex word's own tests).
 #![cfg(loom)]
 
 use conclab::queue::Queue;

@@ -326,6 +326,25 @@ fn release_writes_the_student_version() {
     );
 }
 
+/// Each evcxr cell links its own copy of conclab, so a thread asleep in one cell's code
+/// must be woken by another cell's `put`, `set`, `notify_all`, `release` or unlock. Before
+/// conclab slept on futexes, the waits went to sleep in parking_lot's static table, one per
+/// cell, and this notebook hung in cell 2.
+#[test]
+fn threads_asleep_since_an_earlier_cell_wake_up() {
+    let (run, notebook) = run_fixture("waits_across_cells.ipynb", "60");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(cell_text(&notebook, 1).contains("5 threads waiting"));
+    let woke = cell_text(&notebook, 2);
+    assert!(
+        woke.contains("woke: queue, event, condition, semaphore, barrier, lock"),
+        "{woke}"
+    );
+    let after = cell_text(&notebook, 3);
+    assert!(after.contains("task saw the gate: Ok(true)"), "{after}");
+    assert!(after.contains("lock count: 1"), "{after}");
+}
+
 #[test]
 fn a_process_pool_runs_functions_defined_in_later_cells() {
     let (run, notebook) = run_fixture("pool_across_cells.ipynb", "120");

@@ -2,7 +2,7 @@
 
 use super::future::{promise, Future, Promise};
 use super::TaskError;
-use crate::threading::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::VecDeque;
 use std::fmt;

@@ -1,7 +1,7 @@
 //! [`Future`] and its completion side, `Promise`.
 
 use super::TaskError;
-use crate::threading::sync::{Arc, Condvar, Mutex, UnsafeCell};
+use crate::sync::{Arc, Condvar, Mutex, UnsafeCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 
 use super::future::{Future, Notifier};
 use super::TaskError;
-use crate::threading::sync::Arc;
+use crate::sync::Arc;
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -15,8 +15,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::sync::Mutex;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

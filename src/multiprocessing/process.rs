@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -414,7 +414,7 @@ impl<R> Drop for Process<R> {
         if unsafe { libc::getpid() } != self.owner {
             return; // a copy of the handle inside a forked child: not our child to reap
         }
-        let st = self.state.get_mut();
+        let mut st = self.state.lock();
         if st.status.is_some() {
             return;
         }

@@ -17,7 +17,7 @@
 //! accounting. Share one between threads with an `Arc`. A rejected `put` hands the item
 //! back inside the error, so nothing is lost.
 
-use crate::threading::sync::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;

@@ -3,8 +3,8 @@
 //! `std::sync::Barrier` has no timeout, abort or reset, so this is a counter of arrivals
 //! per generation under a `Mutex` with a `Condvar`, like CPython's implementation.
 
-use super::sync::{Arc, AtomicBool, Condvar, Mutex};
 use super::ThreadingError;
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@
 //! implements `Condition` in Python: `notify(n)` wakes the `n` longest waiters, in order.
 
 use super::lock::{Lock, LockGuard};
-use super::sync::{Arc, Condvar, Mutex};
 use super::ThreadingError;
+use crate::sync::{Arc, Condvar, Mutex};
 use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -1,15 +1,16 @@
 //! Deadlock detection: the wait-for graph lives in the lock values themselves.
 //!
-//! Every lock's shared core records its owner (a pointer to a [`ThreadNode`]) and every
-//! thread's node records the lock it is blocked on. A thread about to block publishes what
-//! it waits for, issues a `SeqCst` fence, then walks "lock -> owner -> lock that owner waits
-//! for -> ..." from the lock it wants. Reaching itself again is a cycle: a deadlock.
+//! Every lock's word names its owner (a pointer to a [`ThreadNode`], see `raw_lock.rs`)
+//! and every thread's node records the lock it is blocked on. A thread about to block
+//! publishes what it waits for, issues a `SeqCst` fence, then walks "lock -> owner -> lock
+//! that owner waits for -> ..." from the lock it wants. Reaching itself again is a cycle: a
+//! deadlock.
 //!
 //! Why this finds every cycle: the thread that closes a cycle is the last of its members
-//! to publish its wait. Each member stored its ownerships before its own fence and its
-//! wait before that fence too, so the last fence in the `SeqCst` order sees them all. A
-//! walk that misses a cycle because of a half-finished acquire (owner not yet written) is
-//! repeated while the thread stays blocked, every 20 ms at first and then less often.
+//! to publish its wait. Each member took its locks (the compare-and-swap that takes a lock
+//! also writes its owner) and published its wait before its own fence, so the last fence
+//! in the `SeqCst` order sees them all. The walk is repeated while the thread stays
+//! blocked, every 20 ms at first and then less often, as a backstop.
 //!
 //! Why a reported cycle is real: each edge is read as "node N is in wait episode s, owns
 //! lock L, and is still in episode s", and all episodes are checked again at the end. A
@@ -25,8 +26,9 @@
 //! code while blocking through another's shows up as two nodes, and such a cycle is not
 //! seen (the acquire then waits, as CPython would).
 
-use super::sync::{fence, Arc, AtomicPtr, Mutex};
+use super::raw_lock::RawLock;
 use super::{DeadlockEdge, ThreadingError};
+use crate::sync::{fence, Arc, Mutex};
 use std::ptr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -105,84 +107,9 @@ pub(crate) fn current_node() -> &'static ThreadNode {
     })
 }
 
-/// The mutual-exclusion word of a lock.
-///
-/// parking_lot's raw mutex normally (spins, then parks; timed waits), a `Mutex<bool>` and a
-/// `Condvar` under loom.
-pub(crate) struct RawLock {
-    #[cfg(not(loom))]
-    raw: parking_lot::RawMutex,
-    #[cfg(loom)]
-    locked: Mutex<bool>,
-    #[cfg(loom)]
-    freed: super::sync::Condvar,
-}
-
-#[cfg(not(loom))]
-impl RawLock {
-    fn new() -> Self {
-        use parking_lot::lock_api::RawMutex as _;
-        Self {
-            raw: parking_lot::RawMutex::INIT,
-        }
-    }
-    #[inline]
-    pub(crate) fn try_lock(&self) -> bool {
-        use parking_lot::lock_api::RawMutex as _;
-        self.raw.try_lock()
-    }
-    fn lock_until(&self, deadline: Instant) -> bool {
-        use parking_lot::lock_api::RawMutexTimed as _;
-        self.raw.try_lock_until(deadline)
-    }
-    /// Only the holder calls this (the guards ensure it).
-    #[inline]
-    pub(crate) fn unlock(&self) {
-        use parking_lot::lock_api::RawMutex as _;
-        // SAFETY: called only by a guard's drop, i.e. by the thread holding the lock.
-        unsafe { self.raw.unlock() }
-    }
-    pub(crate) fn is_locked(&self) -> bool {
-        use parking_lot::lock_api::RawMutex as _;
-        self.raw.is_locked()
-    }
-}
-
-#[cfg(loom)]
-impl RawLock {
-    fn new() -> Self {
-        Self {
-            locked: Mutex::new(false),
-            freed: super::sync::Condvar::new(),
-        }
-    }
-    pub(crate) fn try_lock(&self) -> bool {
-        let mut locked = self.locked.lock();
-        !std::mem::replace(&mut *locked, true)
-    }
-    fn lock_until(&self, deadline: Instant) -> bool {
-        let mut locked = self.locked.lock();
-        while *locked {
-            if self.freed.wait_until(&mut locked, deadline).timed_out() {
-                return false;
-            }
-        }
-        *locked = true;
-        true
-    }
-    pub(crate) fn unlock(&self) {
-        *self.locked.lock() = false;
-        self.freed.notify_one();
-    }
-    pub(crate) fn is_locked(&self) -> bool {
-        *self.locked.lock()
-    }
-}
-
 /// The shared part of a `Lock` or `RLock`: reachable from a blocked thread's node.
 pub(crate) struct LockCore {
-    pub(crate) raw: RawLock,
-    owner: AtomicPtr<ThreadNode>,
+    raw: RawLock,
     pub(crate) name: String,
 }
 
@@ -190,37 +117,28 @@ impl LockCore {
     pub(crate) fn new(name: String) -> Arc<Self> {
         Arc::new(Self {
             raw: RawLock::new(),
-            owner: AtomicPtr::new(ptr::null_mut()),
             name,
         })
     }
 
+    /// Takes the lock if it is free right now.
     #[inline]
-    pub(crate) fn set_owner(&self, node: &'static ThreadNode) {
-        self.owner.store(
-            node as *const ThreadNode as *mut ThreadNode,
-            Ordering::Relaxed,
-        );
+    pub(crate) fn try_lock(&self, me: &'static ThreadNode) -> bool {
+        self.raw.try_lock(me)
     }
 
+    /// Takes the lock, blocking, and reports a deadlock instead of hanging in one.
     #[inline]
-    pub(crate) fn clear_owner(&self) {
-        self.owner.store(ptr::null_mut(), Ordering::Relaxed);
+    pub(crate) fn lock(this: &Arc<Self>, me: &'static ThreadNode) -> Result<(), ThreadingError> {
+        if this.raw.try_lock(me) {
+            Ok(())
+        } else {
+            Self::lock_slow(this, me)
+        }
     }
 
-    #[inline]
-    pub(crate) fn owned_by(&self, node: &'static ThreadNode) -> bool {
-        ptr::eq(self.owner.load(Ordering::Relaxed), node)
-    }
-
-    /// Takes the raw lock, blocking, and reports a deadlock instead of hanging in one.
-    ///
-    /// Only called after the fast `try_lock` failed; the caller sets the owner afterwards.
     #[cold]
-    pub(crate) fn lock_slow(
-        this: &Arc<Self>,
-        me: &'static ThreadNode,
-    ) -> Result<(), ThreadingError> {
+    fn lock_slow(this: &Arc<Self>, me: &'static ThreadNode) -> Result<(), ThreadingError> {
         if this.owned_by(me) {
             // Taking a non-re-entrant lock twice: the shortest cycle there is.
             return Err(ThreadingError::Deadlock(vec![DeadlockEdge {
@@ -229,16 +147,10 @@ impl LockCore {
                 held_by: me.name.clone(),
             }]));
         }
-        // A short spin first: most contended waits in a tight loop end within it, and it
-        // keeps the bookkeeping below off the common contended path.
-        #[cfg(not(loom))]
-        for round in 0..SPIN_ROUNDS {
-            for _ in 0..(1u32 << round) {
-                std::hint::spin_loop();
-            }
-            if this.raw.try_lock() {
-                return Ok(());
-            }
+        // Most contended waits in a tight loop end within the spin, which keeps the
+        // bookkeeping below off the common contended path.
+        if this.raw.spin(me) {
+            return Ok(());
         }
         me.begin_wait(this);
         fence(Ordering::SeqCst);
@@ -247,7 +159,7 @@ impl LockCore {
             if let Some(cycle) = find_cycle(me, this) {
                 break Err(ThreadingError::Deadlock(cycle));
             }
-            if this.raw.lock_until(Instant::now() + interval) {
+            if this.raw.lock_until(me, Instant::now() + interval) {
                 break Ok(());
             }
             interval = (interval * 2).min(Duration::from_millis(500));
@@ -256,18 +168,27 @@ impl LockCore {
         outcome
     }
 
-    /// Takes the raw lock before `deadline`; timed waits take no part in detection
-    /// because they end by themselves.
-    pub(crate) fn lock_until(&self, deadline: Instant) -> bool {
-        self.raw.lock_until(deadline)
+    /// Takes the lock before `deadline`; timed waits take no part in detection because
+    /// they end by themselves.
+    pub(crate) fn lock_until(&self, me: &'static ThreadNode, deadline: Instant) -> bool {
+        self.raw.try_lock(me) || self.raw.spin(me) || self.raw.lock_until(me, deadline)
+    }
+
+    /// Releases the lock; only the holder's guard calls this.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        self.raw.unlock();
+    }
+
+    #[inline]
+    pub(crate) fn owned_by(&self, node: &'static ThreadNode) -> bool {
+        self.raw.owner().is_some_and(|owner| ptr::eq(owner, node))
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        self.raw.is_locked()
     }
 }
-
-/// Rounds of exponential spinning before a blocked acquire does its bookkeeping and
-/// parks: about 2^15 `spin_loop` hints in all (well under a millisecond). Shorter spins
-/// made the two-thread contended bench park and lose to `std::sync::Mutex`.
-#[cfg(not(loom))]
-const SPIN_ROUNDS: u32 = 14;
 
 /// The longest chain of threads a walk follows before it gives up.
 const MAX_CYCLE: usize = 64;
@@ -287,19 +208,14 @@ pub(crate) fn find_cycle(
     let mut current = Arc::clone(wanted);
     let mut closed = false;
     for _ in 0..MAX_CYCLE {
-        let owner = current.owner.load(Ordering::Acquire);
-        if owner.is_null() {
-            return None;
-        }
-        if ptr::eq(owner, me) {
+        let node = current.raw.owner()?;
+        if ptr::eq(node, me) {
             closed = true;
             break;
         }
-        // SAFETY: owners are nodes from `current_node`, which are never freed.
-        let node: &'static ThreadNode = unsafe { &*owner };
         let (waits, seq) = node.snapshot()?;
         // Still the owner while in that same wait episode: the edge held during it.
-        if current.owner.load(Ordering::Acquire) != owner {
+        if !current.owned_by(node) {
             return None;
         }
         match node.snapshot() {

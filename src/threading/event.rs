@@ -2,7 +2,7 @@
 //!
 //! A `Mutex<flag>` with a `Condvar`; std and parking_lot have the parts but no event.
 
-use super::sync::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use std::fmt;
 use std::time::{Duration, Instant};
 

@@ -32,7 +32,7 @@ use std::thread::ThreadId;
 /// ```
 pub struct ThreadLocal<T> {
     init: Box<dyn Fn() -> T + Send + Sync>,
-    values: parking_lot::Mutex<HashMap<ThreadId, (String, T)>>,
+    values: crate::sync::Mutex<HashMap<ThreadId, (String, T)>>,
 }
 
 impl<T: Send> ThreadLocal<T> {
@@ -45,7 +45,7 @@ impl<T: Send> ThreadLocal<T> {
     pub fn new(init: impl Fn() -> T + Send + Sync + 'static) -> Self {
         Self {
             init: Box::new(init),
-            values: parking_lot::Mutex::new(HashMap::new()),
+            values: crate::sync::Mutex::new(HashMap::new()),
         }
     }
 

@@ -1,8 +1,8 @@
 //! [`Lock`]: Python's `threading.Lock`, holding the data it protects.
 
 use super::deadlock::{current_node, LockCore};
-use super::sync::Arc;
 use super::ThreadingError;
+use crate::sync::Arc;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// way to reach it. Dropping the guard releases the lock, so there is no `release()` to
 /// forget. Use `Lock<()>` (`Lock::new(())`) for a lock that guards nothing but a section.
 ///
-/// What it adds to `std::sync::Mutex` / `parking_lot::Mutex` (which it is built on):
+/// What it adds to `std::sync::Mutex` (which, like it, sleeps on a futex):
 /// - **deadlocks are reported**: an `acquire` that would wait forever in a cycle of threads
 ///   (or on a lock the same thread already holds) returns [`ThreadingError::Deadlock`]
 ///   naming the threads and locks, where CPython hangs;
@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 ///   that created it;
 /// - no poisoning: like Python, a panic while holding the lock just releases it.
 ///
-/// The uncontended path is one compare-and-swap plus a store of the owner; the deadlock
-/// bookkeeping only runs once a thread is about to block (see `benches/threads.rs`).
+/// The uncontended path is one compare-and-swap to take the lock (the lock word holds the
+/// owner) and one swap to release it; the deadlock bookkeeping only runs once a thread is
+/// about to sleep (see `benches/threads.rs`).
 ///
 /// ```
 /// use conclab::threading::{Lock, Thread};
@@ -112,11 +113,7 @@ impl<T> Lock<T> {
     /// ```
     #[inline]
     pub fn acquire(&self) -> Result<LockGuard<'_, T>, ThreadingError> {
-        let me = current_node();
-        if !self.core.raw.try_lock() {
-            LockCore::lock_slow(&self.core, me)?;
-        }
-        self.core.set_owner(me);
+        LockCore::lock(&self.core, current_node())?;
         Ok(LockGuard::new(self))
     }
 
@@ -130,8 +127,7 @@ impl<T> Lock<T> {
     /// assert!(lock.try_acquire().is_some());
     /// ```
     pub fn try_acquire(&self) -> Option<LockGuard<'_, T>> {
-        if self.core.raw.try_lock() {
-            self.core.set_owner(current_node());
+        if self.core.try_lock(current_node()) {
             Some(LockGuard::new(self))
         } else {
             None
@@ -151,14 +147,12 @@ impl<T> Lock<T> {
     /// assert_eq!(err, conclab::threading::ThreadingError::Timeout(Duration::from_millis(10)));
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_, T>, ThreadingError> {
-        let me = current_node();
-        if !self.core.raw.try_lock() {
-            let deadline = Instant::now() + timeout;
-            if !self.core.lock_until(deadline) {
-                return Err(ThreadingError::Timeout(timeout));
-            }
+        if !self
+            .core
+            .lock_until(current_node(), Instant::now() + timeout)
+        {
+            return Err(ThreadingError::Timeout(timeout));
         }
-        self.core.set_owner(me);
         Ok(LockGuard::new(self))
     }
 
@@ -183,7 +177,7 @@ impl<T> Lock<T> {
     /// assert!(lock.locked());
     /// ```
     pub fn locked(&self) -> bool {
-        self.core.raw.is_locked()
+        self.core.is_locked()
     }
 
     /// The protected value, when no other thread can have the lock (`&mut self`).
@@ -275,8 +269,7 @@ impl<T> DerefMut for LockGuard<'_, T> {
 impl<T> Drop for LockGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.core.clear_owner();
-        self.lock.core.raw.unlock();
+        self.lock.core.unlock();
     }
 }
 

@@ -29,19 +29,25 @@
 //!   Python's `counter += 1`, [`LockedCounter`] does not.
 //!
 //! Inside a notebook: every value here is an ordinary value the notebook holds (no static
-//! registry), so locks made in one cell work with threads started in a later one. Dropped
+//! registry), so locks made in one cell work with threads started in a later one. Every
+//! wait sleeps on a futex keyed by the primitive's own address (std's `Mutex`/`Condvar`, or
+//! the lock word itself), never in parking_lot's parking table: that table is a `static`,
+//! one per cell in evcxr, and a thread asleep in one cell's table is never woken by a
+//! later cell's release (measured; see `src/sync.rs`). Dropped
 //! [`JoinHandle`]s wait for their threads, so no thread outlives its cell unless asked.
 
 mod barrier;
 mod condition;
 pub(crate) mod deadlock;
 mod event;
+#[cfg(not(loom))]
+mod futex;
 mod local;
 mod lock;
 mod race;
+mod raw_lock;
 mod rlock;
 mod semaphore;
-pub(crate) mod sync;
 pub(crate) mod thread;
 
 pub use barrier::Barrier;

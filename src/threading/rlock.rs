@@ -1,8 +1,8 @@
 //! [`RLock`]: Python's `threading.RLock`, a lock the holding thread may take again.
 
 use super::deadlock::{current_node, LockCore};
-use super::sync::Arc;
 use super::ThreadingError;
+use crate::sync::Arc;
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -98,10 +98,8 @@ impl<T> RLock<T> {
         if self.core.owned_by(me) {
             return Ok(self.enter_again());
         }
-        if !self.core.raw.try_lock() {
-            LockCore::lock_slow(&self.core, me)?;
-        }
-        Ok(self.enter_first(me))
+        LockCore::lock(&self.core, me)?;
+        Ok(self.enter_first())
     }
 
     /// Takes the lock only if that needs no waiting.
@@ -118,8 +116,8 @@ impl<T> RLock<T> {
         let me = current_node();
         if self.core.owned_by(me) {
             Some(self.enter_again())
-        } else if self.core.raw.try_lock() {
-            Some(self.enter_first(me))
+        } else if self.core.try_lock(me) {
+            Some(self.enter_first())
         } else {
             None
         }
@@ -140,10 +138,10 @@ impl<T> RLock<T> {
         if self.core.owned_by(me) {
             return Ok(self.enter_again());
         }
-        if !self.core.raw.try_lock() && !self.core.lock_until(Instant::now() + timeout) {
+        if !self.core.lock_until(me, Instant::now() + timeout) {
             return Err(ThreadingError::Timeout(timeout));
         }
-        Ok(self.enter_first(me))
+        Ok(self.enter_first())
     }
 
     /// Whether some thread holds the lock now.
@@ -153,11 +151,10 @@ impl<T> RLock<T> {
     /// assert!(!lock.locked());
     /// ```
     pub fn locked(&self) -> bool {
-        self.core.raw.is_locked()
+        self.core.is_locked()
     }
 
-    fn enter_first(&self, me: &'static super::deadlock::ThreadNode) -> RLockGuard<'_, T> {
-        self.core.set_owner(me);
+    fn enter_first(&self) -> RLockGuard<'_, T> {
         self.count.set(1);
         RLockGuard {
             lock: self,
@@ -219,8 +216,7 @@ impl<T> Drop for RLockGuard<'_, T> {
         let count = self.lock.count.get() - 1;
         self.lock.count.set(count);
         if count == 0 {
-            self.lock.core.clear_owner();
-            self.lock.core.raw.unlock();
+            self.lock.core.unlock();
         }
     }
 }

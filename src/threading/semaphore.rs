@@ -3,8 +3,8 @@
 //! std has no semaphore and parking_lot has none either; this one is a counter under a
 //! `Mutex` with a `Condvar` to wait on, as in CPython's pure-Python implementation.
 
-use super::sync::{Condvar, Mutex};
 use super::ThreadingError;
+use crate::sync::{Condvar, Mutex};
 use std::fmt;
 use std::time::{Duration, Instant};
 

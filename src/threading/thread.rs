@@ -1,8 +1,8 @@
 //! [`Thread`], [`JoinHandle`], the [`Runnable`] "subclass a thread" idiom, and the current
 //! thread's name and id.
 
-use super::sync::{Arc, Condvar, Mutex};
 use super::ThreadingError;
+use crate::sync::{Arc, Condvar, Mutex};
 use std::any::Any;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ fn id_number(id: std::thread::ThreadId) -> u64 {
 /// The calling thread's name: the one it was given, else `Thread-<id>` like Python's
 /// `Thread-N`.
 pub(crate) fn current_name() -> String {
-    super::sync::current_thread_name()
+    crate::sync::current_thread_name()
         .unwrap_or_else(|| format!("Thread-{}", id_number(std::thread::current().id())))
 }
 

@@ -1,0 +1,94 @@
+//! Linux futex wait and wake on an `AtomicU32`, with a timeout.
+//!
+//! Why the raw system call and not parking_lot's parking lot: parking_lot queues sleeping
+//! threads in a hash table held in a `static`, and evcxr links a fresh copy of every
+//! dependency, with fresh statics, into each cell. A thread that went to sleep through one
+//! cell's copy was never woken by an unlock or notify made through a later cell's copy
+//! (measured: a `Queue::get` waiting since cell 2 hung when cell 3 called `put`). A futex
+//! is keyed by the address of the word itself, so every copy of the crate meets the same
+//! sleepers; std's `Mutex`, `Condvar` and `thread::park` work across cells for the same
+//! reason.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Sleeps while `word` still holds `expected`, at most `timeout` (for ever with `None`).
+///
+/// Returns on a wake-up, at once when the word already differs, on a signal, when the time
+/// is up, or spuriously: callers re-check their condition in a loop.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let limit = timeout.map(|left| libc::timespec {
+        // A wait longer than `time_t` can count is a wait for ever in practice.
+        tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(left.subsec_nanos()),
+    });
+    let limit_ptr = limit
+        .as_ref()
+        .map_or(std::ptr::null(), |spec| spec as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned `u32` for the whole call, and `limit_ptr` is null or
+    // points at `limit`, which outlives the call. The result is ignored on purpose: EAGAIN,
+    // EINTR and ETIMEDOUT all mean "look at the word again", which every caller does.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            limit_ptr,
+        );
+    }
+}
+
+/// Wakes at most one thread sleeping in [`wait`] on `word`.
+pub(crate) fn wake_one(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned `u32`; FUTEX_WAKE reads no other argument.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn a_wait_on_a_changed_word_returns_at_once() {
+        let word = AtomicU32::new(1);
+        let start = Instant::now();
+        wait(&word, 0, None);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_wait_ends_when_its_time_is_up() {
+        let word = AtomicU32::new(0);
+        let start = Instant::now();
+        wait(&word, 0, Some(Duration::from_millis(30)));
+        assert!(start.elapsed() >= Duration::from_millis(25));
+    }
+
+    #[test]
+    fn wake_one_ends_a_wait() {
+        let word = Arc::new(AtomicU32::new(0));
+        let sleeper = {
+            let word = Arc::clone(&word);
+            std::thread::spawn(move || {
+                while word.load(Ordering::Acquire) == 0 {
+                    wait(&word, 0, None);
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        word.store(1, Ordering::Release);
+        wake_one(&word);
+        sleeper.join().unwrap();
+    }
+}
