@@ -59,6 +59,45 @@ fn a_panic_comes_back_as_an_error_with_the_message() {
     }
 }
 
+/// Only the child's own thread's panic is its result: a helper thread's panic inside the
+/// child is reported on stderr and comes back from that thread's join, nothing more.
+#[test]
+fn a_helper_threads_panic_is_not_the_childs_result() {
+    let _t = common::Track::new(&DONE);
+    let survived = Process::spawn(|| -> u32 {
+        let helper = std::thread::spawn(|| panic!("helper failed"));
+        assert!(helper.join().is_err());
+        7
+    })
+    .unwrap();
+    assert_eq!(survived.join().unwrap(), 7);
+
+    let failed = Process::spawn(|| -> u32 {
+        let _ = std::thread::spawn(|| panic!("helper failed")).join();
+        panic!("main failed")
+    })
+    .unwrap();
+    match failed.join() {
+        Err(MpError::Panicked { message, .. }) => {
+            assert!(message.contains("main failed"), "{message}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+}
+
+/// Results on both sides of the parent's first, fixed-size read (64 bytes with the tag).
+#[test]
+fn results_of_every_size_come_back_whole() {
+    let _t = common::Track::new(&DONE);
+    for len in [0usize, 1, 50, 54, 55, 56, 57, 63, 64, 65, 1000] {
+        let text = "x".repeat(len);
+        let expected = text.clone();
+        let back = Process::spawn(move || text).unwrap().join().unwrap();
+        assert_eq!(back, expected, "length {len}");
+    }
+    assert_eq!(Process::spawn(|| ()).unwrap().join().unwrap(), ());
+}
+
 #[test]
 fn signals_and_exit_codes_follow_cpython() {
     let _t = common::Track::new(&DONE);
@@ -152,5 +191,5 @@ fn nested_processes_work() {
 
 #[test]
 fn zz_no_children_left() {
-    common::check_after(&DONE, 9);
+    common::check_after(&DONE, 11);
 }

@@ -287,7 +287,9 @@ fn unexpected() -> MpError {
 /// `Shutdown` or when every holder of the lifeline pipe (the parent and its later
 /// children) is gone.
 fn serve(listener: UnixListener, lifeline: OwnedFd) -> ! {
-    let _ = fork::child_enter("manager", Some("Manager".to_string()));
+    let info = fork::ChildInfo::new("manager", Some("Manager".to_string()));
+    // SAFETY: `info` lives in this frame, which never returns: it ends in `child_exit`.
+    unsafe { fork::child_enter(&info) };
     let objects: Arc<Mutex<HashMap<u64, Obj>>> = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let mut fds = [

@@ -34,13 +34,15 @@ pub(crate) struct WorkerSetup<'a> {
 
 /// Runs in the child: initializer, then chunks until the task socket closes.
 pub(crate) fn worker_main(setup: WorkerSetup<'_>) -> ! {
+    let name = format!("ForkPoolWorker-{}", setup.index + 1);
+    let info = fork::ChildInfo::new("pool worker", Some(name));
+    // SAFETY: `info` lives in this frame, which only ends in `child_exit` below.
+    unsafe { fork::child_enter(&info) };
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&setup)));
     fork::child_exit(code.unwrap_or(1))
 }
 
 fn run(setup: &WorkerSetup<'_>) -> i32 {
-    let name = format!("ForkPoolWorker-{}", setup.index + 1);
-    let _slot = fork::child_enter("pool worker", Some(name));
     // SAFETY: the parent's shared region outlives this process's use of it.
     let slot = unsafe { &*setup.slot };
     if let Some(init) = setup.init {
