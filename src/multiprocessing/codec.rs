@@ -179,28 +179,86 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd, on: bool) {
     }
 }
 
-/// Reads whatever is available without blocking (the fd must be non-blocking) into `buf`.
-/// Returns `true` at end of file.
+/// Reads whatever `fd` (non-blocking) has now onto the end of `buf`. `Ok(true)` at end
+/// of file.
 pub(crate) fn read_available(fd: RawFd, buf: &mut Vec<u8>) -> Result<bool, MpError> {
-    let mut chunk = [0u8; 64 * 1024];
     loop {
-        // SAFETY: chunk is a valid buffer.
-        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        match read_some(fd, buf)? {
+            Read::Eof => return Ok(true),
+            Read::WouldBlock => return Ok(false),
+            // A short read means the pipe is empty now: spare the call that says so.
+            Read::Bytes { filled: false } => return Ok(false),
+            Read::Bytes { filled: true } => {}
+        }
+    }
+}
+
+enum Read {
+    Bytes { filled: bool },
+    WouldBlock,
+    Eof,
+}
+
+/// One `read` into `buf`'s spare room (grown to at least 64 KiB): no zeroed scratch
+/// buffer and no copy, which matters on the pool's per-task path.
+fn read_some(fd: RawFd, buf: &mut Vec<u8>) -> Result<Read, MpError> {
+    buf.reserve(64 * 1024);
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: `spare` is writable memory of the length given; `read` writes at most
+        // that many bytes and returns how many it wrote.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
         if n < 0 {
             let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
+            return match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(false),
-                Some(libc::ECONNRESET) => return Ok(true),
-                _ => return Err(MpError::io("read from a pipe or socket", &err)),
-            }
+                Some(libc::EAGAIN) => Ok(Read::WouldBlock),
+                Some(libc::ECONNRESET) => Ok(Read::Eof),
+                _ => Err(MpError::io("read from a pipe or socket", &err)),
+            };
         }
         if n == 0 {
-            return Ok(true);
+            return Ok(Read::Eof);
         }
-        buf.extend_from_slice(&chunk[..n as usize]);
-        if (n as usize) < chunk.len() {
-            return Ok(false);
+        let n = n.unsigned_abs();
+        let filled = n == spare.len();
+        // SAFETY: the kernel initialised the first `n` spare bytes.
+        unsafe { buf.set_len(buf.len() + n) };
+        return Ok(Read::Bytes { filled });
+    }
+}
+
+/// Reads frames from a blocking descriptor that only this process reads, with one `read`
+/// per batch of whatever has arrived instead of two per frame (length, then body).
+#[derive(Default)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameReader {
+    /// The next frame's payload; `Eof` when the writer is gone.
+    pub(crate) fn next_frame(&mut self, fd: RawFd) -> Result<&[u8], MpError> {
+        loop {
+            let mut at = self.start;
+            if let Some((a, b)) = take_frame(&self.buf, &mut at) {
+                self.start = at;
+                return Ok(&self.buf[a..b]);
+            }
+            if let Some(len) = self.buf.get(self.start..self.start + 4) {
+                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                if len > MAX_FRAME {
+                    return Err(MpError::Codec(format!("a frame claims {len} bytes")));
+                }
+            }
+            // Keep the buffer from growing without end: drop the frames already taken.
+            self.buf.drain(..self.start);
+            self.start = 0;
+            match read_some(fd, &mut self.buf)? {
+                Read::Eof => return Err(MpError::Eof),
+                Read::WouldBlock => wait_readable(fd, None).map(|_| ())?,
+                Read::Bytes { .. } => {}
+            }
         }
     }
 }
@@ -218,4 +276,72 @@ pub(crate) fn take_frame(buf: &[u8], start: &mut usize) -> Option<(usize, usize)
     let range = (*start + 4, *start + 4 + len);
     *start += 4 + len;
     Some(range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn frames_come_out_whole_however_the_bytes_arrive() {
+        let (reader_end, writer_end) = socketpair().unwrap();
+        let mut bytes = framed(b"one");
+        bytes.extend(framed(b""));
+        bytes.extend(framed(&[7u8; 100_000]));
+        let writer = std::thread::spawn(move || {
+            // Pieces that cut through a length prefix and through a body.
+            for piece in bytes.chunks(3).take(4).chain(bytes[12..].chunks(40_000)) {
+                write_all(writer_end.as_raw_fd(), piece, true).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut frames = FrameReader::default();
+        let fd = reader_end.as_raw_fd();
+        assert_eq!(frames.next_frame(fd).unwrap(), b"one");
+        assert_eq!(frames.next_frame(fd).unwrap(), b"");
+        assert_eq!(frames.next_frame(fd).unwrap(), &[7u8; 100_000][..]);
+        writer.join().unwrap();
+        assert!(matches!(frames.next_frame(fd), Err(MpError::Eof)));
+    }
+
+    #[test]
+    fn a_frame_cut_short_by_end_of_file_is_eof_and_a_wild_length_is_refused() {
+        let (reader_end, writer_end) = socketpair().unwrap();
+        write_all(writer_end.as_raw_fd(), &framed(b"whole")[..6], true).unwrap();
+        drop(writer_end);
+        let mut frames = FrameReader::default();
+        assert!(matches!(
+            frames.next_frame(reader_end.as_raw_fd()),
+            Err(MpError::Eof)
+        ));
+
+        let (reader_end, writer_end) = socketpair().unwrap();
+        write_all(writer_end.as_raw_fd(), &u32::MAX.to_le_bytes(), true).unwrap();
+        let mut frames = FrameReader::default();
+        assert!(matches!(
+            frames.next_frame(reader_end.as_raw_fd()),
+            Err(MpError::Codec(_))
+        ));
+    }
+
+    #[test]
+    fn read_available_takes_what_is_there_and_reports_end_of_file() {
+        let (read_end, write_end) = pipe().unwrap();
+        set_nonblocking(&read_end, true);
+        let mut buf = Vec::new();
+        assert!(!read_available(read_end.as_raw_fd(), &mut buf).unwrap());
+        assert!(buf.is_empty());
+        write_all(write_end.as_raw_fd(), b"abc", false).unwrap();
+        assert!(!read_available(read_end.as_raw_fd(), &mut buf).unwrap());
+        assert_eq!(buf, b"abc");
+        drop(write_end);
+        assert!(read_available(read_end.as_raw_fd(), &mut buf).unwrap());
+        assert_eq!(buf, b"abc");
+    }
 }

@@ -54,8 +54,9 @@ fn run(setup: &WorkerSetup<'_>) -> i32 {
         }
     }
     let mut done = 0usize;
+    let mut tasks = codec::FrameReader::default();
     loop {
-        let Ok(frame) = codec::read_frame(setup.task) else {
+        let Ok(frame) = tasks.next_frame(setup.task) else {
             return 0; // the pool closed our socket: a clean exit
         };
         if frame.len() < 20 {
