@@ -9,10 +9,9 @@
 //! `thread 'main' panicked at`, which the notebook runner reads as a failed cell.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
 
 use super::MpError;
 
@@ -63,7 +62,7 @@ pub(crate) unsafe fn fork_raw() -> Result<libc::pid_t, MpError> {
 /// What a forked child's panic hook reports and records.
 ///
 /// It lives in the child's outermost frame, which ends only in [`child_exit`]. The hook
-/// reaches it through [`CHILD`], so the hook closure captures nothing: boxing a zero-sized
+/// reaches it through `CHILD`, so the hook closure captures nothing: boxing a zero-sized
 /// closure allocates nothing, and every allocation or page written in a fresh child is a
 /// copy-on-write fault (measured: the former `Arc<Mutex<..>>` slot and captured name made
 /// `Process` start + join about 15 us slower).
@@ -71,7 +70,7 @@ pub(crate) struct ChildInfo {
     kind: &'static str,
     name: Option<String>,
     /// The last panic of the child's main thread: message and location.
-    main_panic: Mutex<Option<String>>,
+    main_panic: Cell<Option<String>>,
 }
 
 impl ChildInfo {
@@ -79,22 +78,23 @@ impl ChildInfo {
         Self {
             kind,
             name,
-            main_panic: Mutex::new(None),
+            main_panic: Cell::new(None),
         }
     }
 
     /// The message of the main thread's panic, once it was caught.
     pub(crate) fn take_panic(&self) -> Option<String> {
-        self.main_panic.lock().ok().and_then(|mut slot| slot.take())
+        self.main_panic.take()
     }
 }
 
-/// The running child's [`ChildInfo`]; null in every process that is not a conclab child.
-///
-/// A static, unlike everything else in conclab, because a panic hook can only find its
-/// context through one; it is set only inside a forked child, which runs a single copy of
-/// the crate until it exits, so evcxr's fresh statics per cell cannot split it.
-static CHILD: AtomicPtr<ChildInfo> = AtomicPtr::new(std::ptr::null_mut());
+std::thread_local! {
+    /// The running child's [`ChildInfo`], on the child's main thread; null on every other
+    /// thread and in every process that is not a conclab child. Thread-local because only
+    /// the main thread's panic is the child's result: a helper thread the child starts
+    /// reports its own panic through its own join.
+    static CHILD: Cell<*const ChildInfo> = const { Cell::new(std::ptr::null()) };
+}
 
 /// First steps in a child: stdin from `/dev/null`, our own panic hook.
 ///
@@ -109,7 +109,7 @@ pub(crate) unsafe fn child_enter(info: &ChildInfo) {
             libc::close(fd);
         }
     }
-    CHILD.store(std::ptr::from_ref(info).cast_mut(), Ordering::Release);
+    CHILD.with(|child| child.set(info));
     std::panic::set_hook(Box::new(report_child_panic));
 }
 
@@ -119,37 +119,30 @@ fn report_child_panic(info: &std::panic::PanicHookInfo<'_>) {
         .location()
         .map(|l| format!(" at {}:{}", l.file(), l.line()))
         .unwrap_or_default();
-    // SAFETY: getpid and gettid have no preconditions.
-    let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
     // SAFETY: set by `child_enter`, whose caller keeps it in place until `child_exit`.
-    let Some(child) = (unsafe { CHILD.load(Ordering::Acquire).as_ref() }) else {
-        eprintln!("conclab: process {pid} panicked: {message}{at}");
-        return;
-    };
-    let name = child
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("Process-{pid}"));
-    if tid == pid {
-        eprintln!(
-            "conclab: {} '{name}' (pid {pid}) panicked: {message}{at}",
-            child.kind
-        );
-        if let Ok(mut slot) = child.main_panic.lock() {
-            *slot = Some(format!("{message}{at}"));
+    match unsafe { CHILD.with(Cell::get).as_ref() } {
+        Some(child) => {
+            let name = child
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("Process-{pid}"));
+            eprintln!(
+                "conclab: {} '{name}' (pid {pid}) panicked: {message}{at}",
+                child.kind
+            );
+            child.main_panic.set(Some(format!("{message}{at}")));
         }
-    } else {
-        eprintln!(
-            "conclab: a thread of {} '{name}' (pid {pid}) panicked: {message}{at}",
-            child.kind
-        );
+        // Another thread the child started: its panic comes back from its own join.
+        None => eprintln!("conclab: a thread of process {pid} panicked: {message}{at}"),
     }
 }
 
 /// Last step in a child: flush and `_exit`, skipping every destructor and atexit handler.
 pub(crate) fn child_exit(code: i32) -> ! {
     flush_std();
-    CHILD.store(std::ptr::null_mut(), Ordering::Release);
+    CHILD.with(|child| child.set(std::ptr::null()));
     // SAFETY: _exit never returns and runs nothing of the parent's.
     unsafe { libc::_exit(code) }
 }
