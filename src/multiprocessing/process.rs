@@ -144,13 +144,15 @@ impl ProcessBuilder {
         F: FnOnce() -> R,
         R: Serialize + DeserializeOwned,
     {
-        fork::warn_if_threads("Process::spawn");
         let result_file = memfd()?;
         // SAFETY: the child branch ends in child_exit and never returns.
         let pid = unsafe { fork::fork_raw()? };
         if pid == 0 {
             run_child(self.name, f, result_file);
         }
+        // Counted after the fork, while the child already runs on another core: the
+        // count is the same either way, and this keeps it off the start-up path.
+        fork::warn_if_threads("Process::spawn");
         Ok(Process {
             pid,
             name: std::sync::OnceLock::new(),

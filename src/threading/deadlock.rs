@@ -169,9 +169,9 @@ impl LockCore {
     }
 
     /// Takes the lock before `deadline`; timed waits take no part in detection because
-    /// they end by themselves.
+    /// they end by themselves. No spin first: it could outlast a short timeout.
     pub(crate) fn lock_until(&self, me: &'static ThreadNode, deadline: Instant) -> bool {
-        self.raw.try_lock(me) || self.raw.spin(me) || self.raw.lock_until(me, deadline)
+        self.raw.try_lock(me) || self.raw.lock_until(me, deadline)
     }
 
     /// Releases the lock; only the holder's guard calls this.
