@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use conclab::multiprocessing::{Pool, Process};
 
+/// Interleaved rounds of the start and apply measurements (each a best of 3 batches).
+const OUTER: usize = 5;
+
 fn best_of<F: FnMut() -> Duration>(rounds: usize, mut f: F) -> Duration {
     (0..rounds).map(|_| f()).min().unwrap_or_default()
 }
@@ -116,7 +119,7 @@ if __name__ == "__main__":
     ctx = mp.get_context("fork")
     n = 200
     best = 1e9
-    for _ in range(3):
+    for _ in range(ROUNDS):
         t = time.perf_counter()
         for _ in range(n):
             p = ctx.Process(target=noop); p.start(); p.join()
@@ -125,7 +128,7 @@ if __name__ == "__main__":
     with ctx.Pool(2) as pool:
         n = 5000
         best = 1e9
-        for _ in range(3):
+        for _ in range(ROUNDS):
             t = time.perf_counter()
             for i in range(n):
                 pool.apply(ident, (i,))
@@ -140,8 +143,11 @@ if __name__ == "__main__":
     sys.stdout.flush()
 "#;
 
+/// CPython gets as many timed batches as conclab's side (`OUTER` rounds of `best_of(3)`),
+/// so neither side's best figure comes from more tries than the other's.
 fn cpython() -> Option<(f64, f64, f64)> {
-    let out = Command::new("python3").arg("-c").arg(PY).output().ok()?;
+    let script = PY.replace("ROUNDS", &(OUTER * 3).to_string());
+    let out = Command::new("python3").arg("-c").arg(script).output().ok()?;
     if !out.status.success() {
         eprintln!("python3 failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -173,7 +179,7 @@ fn main() {
     // Interleaved rounds, best of each: other jobs on a shared machine then slow both
     // sides of a ratio alike instead of whichever happened to run during a busy spell.
     let (mut raw, mut ours, mut ping, mut apply) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-    for _ in 0..5 {
+    for _ in 0..OUTER {
         raw = raw.min(raw_fork_us(200));
         ours = ours.min(process_us(200));
         ping = ping.min(pipe_pingpong_us(5_000));

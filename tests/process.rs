@@ -124,6 +124,16 @@ fn signals_and_exit_codes_follow_cpython() {
     let ok = Process::spawn(|| ()).unwrap();
     ok.join_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(ok.exitcode(), Some(0));
+
+    // Exit code 0 before any result: for a value that carries data that is a missing
+    // result; for `()` it is what a finished child looks like anyway.
+    let quiet_exit = Process::spawn(|| -> u8 { std::process::exit(0) }).unwrap();
+    assert!(matches!(
+        quiet_exit.join(),
+        Err(MpError::NoResult { code: 0, .. })
+    ));
+    let unit_exit = Process::spawn(|| -> () { std::process::exit(0) }).unwrap();
+    assert_eq!(unit_exit.join().unwrap(), ());
 }
 
 #[test]

@@ -207,16 +207,13 @@ where
 }
 
 /// Writes the child's result: the memory file holds the tag byte, then the body, and its
-/// size says where the body ends (a child that died before this leaves it empty).
+/// size says where the body ends.
 ///
 /// A value that encodes to nothing (`()`, the common "run for its side effects" child) is
-/// the single byte `TAG_VALUE` = 0, which `ftruncate` makes without writing a page.
+/// not written at all: an empty file from a child that exited with status 0 is that value
+/// (see `Process::outcome`), which spares the child a system call and a page fault.
 fn write_result(out: &OwnedFd, tag: u8, body: &[u8]) -> Result<(), MpError> {
     if tag == TAG_VALUE && body.is_empty() {
-        // SAFETY: a valid descriptor; growing a fresh memory file reads back as zeros.
-        if unsafe { libc::ftruncate(out.as_raw_fd(), 1) } < 0 {
-            return Err(MpError::os("write the child's result"));
-        }
         return Ok(());
     }
     let mut frame = Vec::with_capacity(1 + body.len());
@@ -418,6 +415,15 @@ impl<R: DeserializeOwned> Process<R> {
                 Err(MpError::Codec(String::from_utf8_lossy(body).into_owned()))
             }
             _ if libc::WIFSIGNALED(status) => Err(signaled()),
+            // Nothing written and status 0: a value that encodes to nothing (see
+            // `write_result`), or an early `exit(0)`, which for such a value is the same.
+            None if libc::WEXITSTATUS(status) == 0 => codec::decode(&[]).map_err(|_| {
+                MpError::NoResult {
+                    name: self.name().to_string(),
+                    pid: self.pid,
+                    code: 0,
+                }
+            }),
             _ => Err(MpError::NoResult {
                 name: self.name().to_string(),
                 pid: self.pid,
