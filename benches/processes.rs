@@ -147,7 +147,11 @@ if __name__ == "__main__":
 /// so neither side's best figure comes from more tries than the other's.
 fn cpython() -> Option<(f64, f64, f64)> {
     let script = PY.replace("ROUNDS", &(OUTER * 3).to_string());
-    let out = Command::new("python3").arg("-c").arg(script).output().ok()?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!("python3 failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;

@@ -417,13 +417,13 @@ impl<R: DeserializeOwned> Process<R> {
             _ if libc::WIFSIGNALED(status) => Err(signaled()),
             // Nothing written and status 0: a value that encodes to nothing (see
             // `write_result`), or an early `exit(0)`, which for such a value is the same.
-            None if libc::WEXITSTATUS(status) == 0 => codec::decode(&[]).map_err(|_| {
-                MpError::NoResult {
+            None if libc::WEXITSTATUS(status) == 0 => {
+                codec::decode(&[]).map_err(|_| MpError::NoResult {
                     name: self.name().to_string(),
                     pid: self.pid,
                     code: 0,
-                }
-            }),
+                })
+            }
             _ => Err(MpError::NoResult {
                 name: self.name().to_string(),
                 pid: self.pid,
