@@ -182,10 +182,25 @@ fn the_child_does_not_read_the_parents_stdin() {
     let _t = common::Track::new(&DONE);
     let p = Process::spawn(|| {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).unwrap_or(0)
+        let read = std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string());
+        // Descriptor 0 stays taken (a file the child opens must not become its stdin) and
+        // is /dev/null.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let is_null = unsafe { libc::fstat(0, &mut st) } == 0
+            && std::fs::metadata("/dev/null").is_ok_and(|null| {
+                use std::os::unix::fs::MetadataExt;
+                null.rdev() == st.st_rdev
+            });
+        (read, is_null)
     })
     .unwrap();
-    assert_eq!(p.join().unwrap(), 0, "stdin must be /dev/null in the child");
+    assert_eq!(
+        p.join().unwrap(),
+        (Ok(0), true),
+        "stdin must read as end of file and be /dev/null in the child"
+    );
 }
 
 #[test]
