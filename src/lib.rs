@@ -34,8 +34,11 @@ pub mod gil;
 pub mod multiprocessing;
 pub mod prelude;
 pub mod queue;
-pub(crate) mod sync;
 pub mod threading;
+
+// What every blocking primitive above sleeps on: nothing kept in a static (see sync.rs).
+mod futex;
+mod sync;
 
 // Pictures: what happened, drawn (issue 7).
 pub mod chart;

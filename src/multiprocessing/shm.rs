@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::MpError;
+use crate::futex::{self, Scope};
 
 /// An anonymous `MAP_SHARED` mapping: forked children share it with the parent.
 pub(crate) struct Region {
@@ -120,29 +121,10 @@ impl RawCond {
         let seq = self.seq.load(Ordering::Acquire);
         self.waiters.fetch_add(1, Ordering::Relaxed);
         lock.unlock();
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            libc::timespec {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
-            }
-        });
-        let tp = timeout
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: a shared (not PRIVATE) futex wait on our own atomic; returns at once if
-        // the sequence moved since we read it, so no notification between is lost.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.seq.as_ptr(),
-                libc::FUTEX_WAIT,
-                seq,
-                tp,
-                std::ptr::null::<u32>(),
-                0,
-            );
-        }
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // Returns at once if the sequence moved since we read it, so no notification
+        // between the unlock and the sleep is lost.
+        futex::wait(&self.seq, seq, timeout, Scope::Shared);
         lock.lock();
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
@@ -162,9 +144,6 @@ impl RawCond {
         if self.waiters.load(Ordering::Relaxed) == 0 {
             return;
         }
-        // SAFETY: futex wake on our own atomic.
-        unsafe {
-            libc::syscall(libc::SYS_futex, self.seq.as_ptr(), libc::FUTEX_WAKE, n);
-        }
+        futex::wake(&self.seq, n, Scope::Shared);
     }
 }

@@ -40,8 +40,6 @@ mod barrier;
 mod condition;
 pub(crate) mod deadlock;
 mod event;
-#[cfg(not(loom))]
-mod futex;
 mod local;
 mod lock;
 mod race;

@@ -33,8 +33,8 @@ const SPIN_ROUNDS: u32 = 14;
 
 #[cfg(not(loom))]
 mod futex_lock {
-    use super::super::futex;
     use super::{Instant, ThreadNode, SPIN_ROUNDS};
+    use crate::futex::{self, Scope};
     use std::ptr;
     use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -164,7 +164,7 @@ mod futex_lock {
                 if now >= deadline {
                     return false;
                 }
-                futex::wait(&self.wakes, seen, Some(deadline - now));
+                futex::wait(&self.wakes, seen, Some(deadline - now), Scope::Process);
             }
         }
 
@@ -180,7 +180,7 @@ mod futex_lock {
         #[cold]
         fn wake_one(&self) {
             self.wakes.fetch_add(1, Ordering::SeqCst);
-            futex::wake_one(&self.wakes);
+            futex::wake(&self.wakes, 1, Scope::Process);
         }
 
         /// The thread holding the lock, if any.
