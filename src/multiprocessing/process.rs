@@ -507,8 +507,9 @@ fn pwrite_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), MpError> {
 /// Reads the child's result: its tag byte (`None` when the child wrote nothing) and body.
 ///
 /// The first read goes into a small buffer on the stack, so a small result needs neither
-/// an `fstat` nor a heap allocation: every page the parent writes between the fork and the
-/// reap is a copy-on-write fault, and this is on every join's path.
+/// an `fstat` nor a heap allocation: the fork write-protected every page of the parent, so
+/// the first write to each one afterwards (a heap page, say) takes a fault, and this runs
+/// on every join.
 fn read_result(fd: &OwnedFd) -> Result<(Option<u8>, Vec<u8>), MpError> {
     let mut head = [0u8; 64];
     let n = pread_full(fd, &mut head, 0)?;
