@@ -8,13 +8,21 @@
 //! The runner is `conclab-kernel`, which `cargo test --workspace` builds beside this test;
 //! the kernel itself is installed by `conclab-kernel setup` (see the README).
 
+#[path = "support/command.rs"]
+mod command;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A cell that takes longer fails: notebooks are written to run in seconds.
 const CELL_LIMIT_SECONDS: &str = "10";
+
+/// The runner interrupts a cell at its limit and kills a kernel that ignores that; a whole
+/// notebook run taking longer than this means the runner itself hung.
+const HANG_GUARD: Duration = Duration::from_secs(900);
 
 static ONE_KERNEL_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -65,21 +73,14 @@ fn execute(notebook: &Path) -> (String, Value) {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let name = notebook.file_name().unwrap().to_string_lossy().into_owned();
     let out = std::env::temp_dir().join(format!("conclab-nbtest-{}-{name}", std::process::id()));
-    let output = Command::new(runner())
-        .args(["run", "--timeout", CELL_LIMIT_SECONDS, "--output"])
-        .arg(&out)
-        .arg(notebook)
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (status, report) = command::run_with_guard(
+        Command::new(runner())
+            .args(["run", "--timeout", CELL_LIMIT_SECONDS, "--output"])
+            .arg(&out)
+            .arg(notebook),
+        HANG_GUARD,
     );
-    assert!(
-        output.status.success(),
-        "{name} has failed cells:\n{report}"
-    );
+    assert!(status.success(), "{name} has failed cells:\n{report}");
     let result: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     std::fs::remove_file(&out).unwrap();
     (report, result)

@@ -5,9 +5,12 @@
 //! the failure. Needs the `conclab` kernel (`conclab-kernel setup`) and cgroup v1, as
 //! grading itself does.
 
+#[path = "../../tests/support/command.rs"]
+mod command;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -54,28 +57,12 @@ fn cells(notebook: &Value) -> &Vec<Value> {
 }
 
 fn run(args: &[&std::ffi::OsStr]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the conclab-kernel binary runs");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > HANG_GUARD {
-            child.kill().unwrap();
-            panic!("conclab-kernel {args:?} hung for {HANG_GUARD:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let output = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (status, report) = command::run_with_guard(
+        Command::new(env!("CARGO_BIN_EXE_conclab-kernel")).args(args),
+        HANG_GUARD,
     );
     assert!(
-        output.status.success(),
+        status.success(),
         "conclab-kernel {args:?} failed:\n{report}"
     );
     report
