@@ -180,27 +180,51 @@ fn dropping_an_unjoined_handle_waits_then_kills() {
 #[test]
 fn the_child_does_not_read_the_parents_stdin() {
     let _t = common::Track::new(&DONE);
+    let file_id = |fd: i32| {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    let parents = file_id(0);
     let p = Process::spawn(|| {
         let mut line = String::new();
         let read = std::io::stdin()
             .read_line(&mut line)
             .map_err(|e| e.to_string());
-        // Descriptor 0 stays taken (a file the child opens must not become its stdin) and
-        // is /dev/null.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let is_null = unsafe { libc::fstat(0, &mut st) } == 0
-            && std::fs::metadata("/dev/null").is_ok_and(|null| {
-                use std::os::unix::fs::MetadataExt;
-                null.rdev() == st.st_rdev
-            });
-        (read, is_null)
+        // Descriptor 0 stays taken (a file the child opens must not become its stdin),
+        // and by another file than the parent's stdin.
+        (read, file_id(0))
     })
     .unwrap();
-    assert_eq!(
-        p.join().unwrap(),
-        (Ok(0), true),
-        "stdin must read as end of file and be /dev/null in the child"
+    let (read, childs) = p.join().unwrap();
+    assert_eq!(read, Ok(0), "stdin must read as end of file in the child");
+    assert!(childs.is_some(), "descriptor 0 must stay open in the child");
+    assert_ne!(
+        childs, parents,
+        "the child's stdin must not be the parent's"
     );
+}
+
+#[test]
+fn writing_to_stdin_in_the_child_leaves_its_result_intact() {
+    let _t = common::Track::new(&DONE);
+    let p = Process::spawn(|| {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        // Nobody should, but whatever lands in descriptor 0 must not reach the result.
+        let mut stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+        let _ = stdin.write_all(&[0xff; 4096]);
+        vec![7u8; 100]
+    })
+    .unwrap();
+    assert_eq!(p.join().unwrap(), vec![7u8; 100]);
+    let q = Process::spawn(|| {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        let mut stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+        let _ = stdin.write_all(b"not a result");
+    })
+    .unwrap();
+    q.join().unwrap();
 }
 
 #[test]

@@ -168,7 +168,7 @@ impl Manager {
         let (life_read, life_write) = codec::pipe()?;
         fork::warn_if_threads("Manager::new");
         // SAFETY: the child runs `serve`, which never returns.
-        let pid = unsafe { fork::fork_raw()? };
+        let pid = unsafe { fork::fork_raw(None)? };
         if pid == 0 {
             drop(life_write);
             serve(listener, life_read);

@@ -1,7 +1,7 @@
 //! `Process`: a forked child running a closure, with its result coming back through serde.
 
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,12 @@ pub const DEFAULT_DROP_GRACE: Duration = Duration::from_secs(10);
 const TAG_VALUE: u8 = 0;
 const TAG_PANIC: u8 = 1;
 const TAG_ENCODE_FAILED: u8 = 2;
+
+/// Where the result starts in the child's memory file. The same file is the child's stdin
+/// (see `fork_raw`), which reads and writes from offset 0: 1 GiB of room keeps anything
+/// written there from reaching the result, and the file is sparse, so the gap costs
+/// nothing.
+const RESULT_AT: usize = 1 << 30;
 
 /// A child process running a closure: Python's `multiprocessing.Process` with the fork
 /// start method, whose `join` also hands back the closure's return value.
@@ -146,7 +152,7 @@ impl ProcessBuilder {
     {
         let result_file = memfd()?;
         // SAFETY: the child branch ends in child_exit and never returns.
-        let pid = unsafe { fork::fork_raw()? };
+        let pid = unsafe { fork::fork_raw(Some(result_file.as_fd()))? };
         if pid == 0 {
             run_child(self.name, f, result_file);
         }
@@ -206,7 +212,7 @@ where
     fork::child_exit(outcome.unwrap_or(1))
 }
 
-/// Writes the child's result: the memory file holds the tag byte, then the body, and its
+/// Writes the child's result at [`RESULT_AT`]: the tag byte, then the body, and the file's
 /// size says where the body ends.
 ///
 /// A value that encodes to nothing (`()`, the common "run for its side effects" child) is
@@ -219,7 +225,7 @@ fn write_result(out: &OwnedFd, tag: u8, body: &[u8]) -> Result<(), MpError> {
     let mut frame = Vec::with_capacity(1 + body.len());
     frame.push(tag);
     frame.extend_from_slice(body);
-    pwrite_all(out, &frame)
+    pwrite_all(out, &frame, RESULT_AT)
 }
 
 impl<R: Serialize + DeserializeOwned> Process<R> {
@@ -475,7 +481,8 @@ impl<R> Drop for Process<R> {
 }
 
 /// The child's result goes into an anonymous memory file: unlike a pipe it never fills up,
-/// so a child with a large result ends without waiting for the parent to read.
+/// so a child with a large result ends without waiting for the parent to read. The child
+/// also gets it as stdin, where reads find an empty file.
 fn memfd() -> Result<OwnedFd, MpError> {
     // SAFETY: a fresh memfd; checked for failure.
     let fd = unsafe { libc::memfd_create(c"conclab-result".as_ptr(), libc::MFD_CLOEXEC) };
@@ -486,8 +493,8 @@ fn memfd() -> Result<OwnedFd, MpError> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
-fn pwrite_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), MpError> {
-    let mut at = 0;
+fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], offset: usize) -> Result<(), MpError> {
+    let mut at = offset as libc::off_t;
     while !buf.is_empty() {
         // SAFETY: a valid buffer and descriptor.
         let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at) };
@@ -512,7 +519,7 @@ fn pwrite_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), MpError> {
 /// on every join.
 fn read_result(fd: &OwnedFd) -> Result<(Option<u8>, Vec<u8>), MpError> {
     let mut head = [0u8; 64];
-    let n = pread_full(fd, &mut head, 0)?;
+    let n = pread_full(fd, &mut head, RESULT_AT)?;
     if n == 0 {
         return Ok((None, Vec::new()));
     }
@@ -523,9 +530,12 @@ fn read_result(fd: &OwnedFd) -> Result<(Option<u8>, Vec<u8>), MpError> {
         if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
             return Err(MpError::os("read the child's result"));
         }
-        let size = usize::try_from(st.st_size).unwrap_or(0).max(n);
+        let size = usize::try_from(st.st_size)
+            .unwrap_or(0)
+            .saturating_sub(RESULT_AT)
+            .max(n);
         body.resize(size - 1, 0);
-        let got = pread_full(fd, &mut body[n - 1..], n)?;
+        let got = pread_full(fd, &mut body[n - 1..], RESULT_AT + n)?;
         body.truncate(n - 1 + got);
     }
     Ok((Some(head[0]), body))

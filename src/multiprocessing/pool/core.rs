@@ -125,7 +125,7 @@ impl Core {
             (*slot).index.store(0, Ordering::Relaxed);
         }
         // SAFETY: the child branch runs worker_main, which never returns.
-        let pid = unsafe { fork::fork_raw()? };
+        let pid = unsafe { fork::fork_raw(None)? };
         if pid == 0 {
             // Keep only our own two ends: a copy of another worker's task socket here
             // would keep that worker from seeing end of file when the parent goes away.
