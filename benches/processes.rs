@@ -4,12 +4,13 @@
 //!
 //! Run with `cargo bench --bench processes`.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conclab::multiprocessing::{Pool, Process};
 
-/// Interleaved rounds of the start and apply measurements (each a best of 3 batches).
+/// Interleaved rounds of every measurement (start and apply: each a best of 3 batches).
 const OUTER: usize = 5;
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -55,15 +56,33 @@ fn process_us(n: usize) -> f64 {
 
 /// One-byte ping-pong between two processes over a pair of pipes: the floor for a round
 /// trip to a worker.
+///
+/// The two ends are pinned to different cores, as a pool's parent and the worker it waits
+/// for are in practice. Left to the scheduler, the echoing child sometimes starts on the
+/// parent's core and then stays there, where a round trip is two context switches with no
+/// wake-up of another core: measured at 5 us against 30 to 45 us, flipping between runs
+/// of this bench.
 fn pipe_pingpong_us(n: usize) -> f64 {
     let mut to_child = [0; 2];
     let mut to_parent = [0; 2];
-    // SAFETY: creating pipes, forking a child that echoes bytes and exits on EOF.
+    // SAFETY: creating pipes, pinning, forking a child that echoes bytes and exits on EOF;
+    // the parent's own affinity is put back before returning.
     unsafe {
+        let mut saved: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved);
+        let here = libc::sched_getcpu();
+        let mut parent_set: libc::cpu_set_t = std::mem::zeroed();
+        let mut child_set = saved;
+        if here >= 0 && libc::CPU_COUNT(&saved) > 1 {
+            libc::CPU_SET(here as usize, &mut parent_set);
+            libc::CPU_CLR(here as usize, &mut child_set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &parent_set);
+        }
         libc::pipe(to_child.as_mut_ptr());
         libc::pipe(to_parent.as_mut_ptr());
         let pid = libc::fork();
         if pid == 0 {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &child_set);
             libc::close(to_child[1]);
             libc::close(to_parent[0]);
             let mut b = [0u8; 1];
@@ -87,6 +106,7 @@ fn pipe_pingpong_us(n: usize) -> f64 {
         libc::close(to_parent[0]);
         let mut status = 0;
         libc::waitpid(pid, &mut status, 0);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved);
         d.as_secs_f64() * 1e6 / n as f64
     }
 }
@@ -106,7 +126,7 @@ fn pool_apply_us(n: usize) -> f64 {
 
 fn pool_map_tasks_per_s(n: u64) -> f64 {
     let pool = Pool::new(2).expect("pool");
-    let d = best_of(5, || {
+    let d = best_of(2, || {
         let start = Instant::now();
         let r = pool.map(|x: u64| x * x, 0..n).expect("map");
         assert_eq!(r.len() as u64, n);
@@ -115,62 +135,132 @@ fn pool_map_tasks_per_s(n: u64) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+/// CPython's side, run by a helper process that waits for commands on stdin, so each of
+/// its batches is measured right beside the matching conclab batch. One helper only ever
+/// starts processes and the other only holds a pool: a pool's threads and workers would
+/// otherwise sit in the process whose `fork()` is being timed.
 const PY: &str = r#"
-import multiprocessing as mp, time, sys
+import multiprocessing as mp, sys, time
 def noop(): pass
 def ident(x): return x + 1
 def sq(x): return x * x
+def best_of(rounds, batch):
+    best = 1e9
+    for _ in range(rounds):
+        t = time.perf_counter()
+        batch()
+        best = min(best, time.perf_counter() - t)
+    return best
+def starts(n):
+    for _ in range(n):
+        p = ctx.Process(target=noop); p.start(); p.join()
+def applies(n):
+    for i in range(n):
+        pool.apply(ident, (i,))
 if __name__ == "__main__":
     ctx = mp.get_context("fork")
-    n = 200
-    best = 1e9
-    for _ in range(ROUNDS):
-        t = time.perf_counter()
-        for _ in range(n):
-            p = ctx.Process(target=noop); p.start(); p.join()
-        best = min(best, (time.perf_counter() - t) / n)
-    print("process_us", best * 1e6)
-    with ctx.Pool(2) as pool:
-        n = 5000
-        best = 1e9
-        for _ in range(ROUNDS):
-            t = time.perf_counter()
-            for i in range(n):
-                pool.apply(ident, (i,))
-            best = min(best, (time.perf_counter() - t) / n)
-        print("apply_us", best * 1e6)
-        best = 1e9
-        for _ in range(5):
-            t = time.perf_counter()
-            pool.map(sq, range(100000))
-            best = min(best, time.perf_counter() - t)
-        print("map_tasks_per_s", 100000 / best)
-    sys.stdout.flush()
+    pool = None
+    for line in sys.stdin:
+        what, n = line.split()
+        n = int(n)
+        if what != "process" and pool is None:
+            pool = ctx.Pool(2)
+        if what == "process":
+            value = best_of(3, lambda: starts(n)) / n * 1e6
+        elif what == "apply":
+            value = best_of(3, lambda: applies(n)) / n * 1e6
+        else:
+            value = n / best_of(2, lambda: pool.map(sq, range(n)))
+        print(value, flush=True)
+    if pool is not None:
+        pool.close(); pool.join()
 "#;
 
-/// CPython gets as many timed batches as conclab's side (`OUTER` rounds of `best_of(3)`),
-/// so neither side's best figure comes from more tries than the other's.
-fn cpython() -> Option<(f64, f64, f64)> {
-    let script = PY.replace("ROUNDS", &(OUTER * 3).to_string());
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("python3 failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
+/// A CPython helper process (see [`PY`]).
+struct Python {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Python {
+    fn start() -> Option<Python> {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(PY)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| eprintln!("python3 did not start: {e}"))
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        Some(Python {
+            child,
+            stdin: Some(stdin),
+            stdout,
+        })
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let get = |key: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse().ok()))?
-    };
-    Some((
-        get("process_us")?,
-        get("apply_us")?,
-        get("map_tasks_per_s")?,
-    ))
+
+    /// One measurement, made as the matching conclab function makes it: microseconds per
+    /// item for `process` and `apply` (best of 3 batches), tasks per second for `map`
+    /// (best of 2).
+    fn ask(&mut self, what: &str, n: usize) -> Option<f64> {
+        writeln!(self.stdin.as_mut()?, "{what} {n}").ok()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        line.trim().parse().ok()
+    }
+}
+
+/// Asks a helper, if there is one.
+fn ask(python: &mut Option<Python>, what: &str, n: usize) -> Option<f64> {
+    python.as_mut().and_then(|p| p.ask(what, n))
+}
+
+/// Runs conclab's side and CPython's one after the other, CPython first when `py_first`;
+/// returns CPython's figure.
+fn beside(
+    py_first: bool,
+    conclab: impl FnOnce(),
+    cpython: impl FnOnce() -> Option<f64>,
+) -> Option<f64> {
+    if py_first {
+        let figure = cpython();
+        conclab();
+        figure
+    } else {
+        conclab();
+        cpython()
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // end of input: the helper closes its pool and exits
+        let _ = self.child.wait();
+    }
+}
+
+/// The figures of one kind of measurement: every round's, for bests and paired ratios.
+#[derive(Default)]
+struct Series(Vec<f64>);
+
+impl Series {
+    fn best_low(&self) -> f64 {
+        self.0.iter().copied().fold(f64::MAX, f64::min)
+    }
+
+    fn best_high(&self) -> f64 {
+        self.0.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// The median over rounds of `self / other`, each ratio taken between two figures
+    /// measured back to back.
+    fn paired(&self, other: &Series) -> Option<f64> {
+        (!other.0.is_empty() && other.0.len() == self.0.len())
+            .then(|| median(self.0.iter().zip(&other.0).map(|(a, b)| a / b).collect()))
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -182,74 +272,113 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn main() {
-    println!(
-        "conclab process benchmarks (best of several rounds, 2-core figures drift: compare ratios)"
-    );
-    // Interleaved rounds: other jobs on a shared machine then slow both sides of a ratio
-    // alike instead of whichever happened to run during a busy spell. The floor targets
-    // are judged on the median of the per-round ratios, each taken between two figures
-    // measured back to back; the best figures are shown beside them.
-    let (mut raw, mut ours, mut ping, mut apply) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-    let (mut start_ratios, mut apply_ratios) = (Vec::new(), Vec::new());
-    for _ in 0..OUTER {
-        let (raw_now, ours_now) = (raw_fork_us(200), process_us(200));
-        let (ping_now, apply_now) = (pipe_pingpong_us(5_000), pool_apply_us(5_000));
-        start_ratios.push(ours_now / raw_now);
-        apply_ratios.push(apply_now / ping_now);
-        raw = raw.min(raw_now);
-        ours = ours.min(ours_now);
-        ping = ping.min(ping_now);
-        apply = apply.min(apply_now);
+    println!("conclab process benchmarks, {OUTER} interleaved rounds. Figures are bests. A ratio");
+    println!("to a floor is the median over rounds of the ratio between two figures measured");
+    println!("back to back; a ratio to CPython compares the bests of equally many batches,");
+    println!("with the median of the paired ratios beside it.");
+    // Interleaved rounds: other jobs on a shared machine, and this VM's fork cost, which
+    // drifts by a third and more over minutes, then weigh on both sides of a ratio alike
+    // instead of whichever side happened to run during a slow spell.
+    //
+    // A floor and conclab differ by tens of percent, so the drift between two separately
+    // taken bests can flip a verdict: those pairs are judged on the median of per-round
+    // ratios. CPython and conclab differ several-fold, and what the comparison asks is what
+    // each does on this machine undisturbed: the bests of equally many interleaved batches.
+    // In a slow spell this VM's fork slows by up to 90 us while CPython's start, mostly
+    // interpreter work, barely moves, so the paired ratio there mostly measures the spell.
+    let mut py_start = Python::start();
+    let mut py_pool = Python::start();
+    let (mut raw, mut ours, mut py_p) = (Series::default(), Series::default(), Series::default());
+    let (mut ping, mut apply, mut py_a) = (Series::default(), Series::default(), Series::default());
+    let (mut map, mut py_m) = (Series::default(), Series::default());
+    for round in 0..OUTER {
+        // Which side goes first alternates, so neither always follows the other.
+        let py_first = round % 2 == 1;
+        py_p.0.extend(beside(
+            py_first,
+            || {
+                raw.0.push(raw_fork_us(200));
+                ours.0.push(process_us(200));
+            },
+            || ask(&mut py_start, "process", 200),
+        ));
+        py_a.0.extend(beside(
+            py_first,
+            || {
+                ping.0.push(pipe_pingpong_us(5_000));
+                apply.0.push(pool_apply_us(5_000));
+            },
+            || ask(&mut py_pool, "apply", 5_000),
+        ));
     }
-    let start_ratio = median(start_ratios);
-    let apply_ratio = median(apply_ratios);
-    let map = pool_map_tasks_per_s(100_000);
-    let py = cpython();
+    // Last: a map of 100,000 tasks leaves this process's heap some megabytes larger
+    // (glibc keeps what it freed), and every later fork would copy those page tables.
+    for round in 0..OUTER {
+        py_m.0.extend(beside(
+            round % 2 == 1,
+            || map.0.push(pool_map_tasks_per_s(100_000)),
+            || ask(&mut py_pool, "map", 100_000),
+        ));
+    }
+    drop((py_start, py_pool));
+    let python = !py_p.0.is_empty();
 
     println!();
     println!("Process start + join of an empty child");
-    println!("  raw fork + waitpid       {raw:9.1} us");
-    println!(
-        "  conclab Process          {ours:9.1} us   ({start_ratio:.2}x the floor, median of \
-         {OUTER} paired rounds; target <= 1.5x: {})",
-        verdict(start_ratio <= 1.5)
-    );
-    if let Some((p, _, _)) = py {
+    println!("  raw fork + waitpid       {:9.1} us", raw.best_low());
+    if let Some(r) = ours.paired(&raw) {
         println!(
-            "  CPython Process (fork)   {p:9.1} us   (conclab {:.1}x faster; target >= 10x: {})",
-            p / ours,
-            verdict(p / ours >= 10.0)
+            "  conclab Process          {:9.1} us   ({r:.2}x the floor; target <= 1.5x: {})",
+            ours.best_low(),
+            verdict(r <= 1.5)
+        );
+    }
+    if let Some(paired) = py_p.paired(&ours) {
+        let best = py_p.best_low() / ours.best_low();
+        println!(
+            "  CPython Process (fork)   {:9.1} us   (conclab {best:.1}x faster, paired {paired:.1}x; \
+             target >= 10x: {})",
+            py_p.best_low(),
+            verdict(best >= 10.0)
         );
     }
 
     println!();
     println!("Pool::apply round trip (2 workers)");
-    println!("  pipe ping-pong           {ping:9.1} us");
-    println!(
-        "  conclab Pool::apply      {apply:9.1} us   ({apply_ratio:.2}x the floor, median of \
-         {OUTER} paired rounds; target <= 1.5x: {})",
-        verdict(apply_ratio <= 1.5)
-    );
-    if let Some((_, a, _)) = py {
+    println!("  pipe ping-pong           {:9.1} us", ping.best_low());
+    if let Some(r) = apply.paired(&ping) {
         println!(
-            "  CPython Pool.apply       {a:9.1} us   (conclab {:.1}x faster; target >= 2x: {})",
-            a / apply,
-            verdict(a / apply >= 2.0)
+            "  conclab Pool::apply      {:9.1} us   ({r:.2}x the floor; target <= 1.5x: {})",
+            apply.best_low(),
+            verdict(r <= 1.5)
+        );
+    }
+    if let Some(paired) = py_a.paired(&apply) {
+        let best = py_a.best_low() / apply.best_low();
+        println!(
+            "  CPython Pool.apply       {:9.1} us   (conclab {best:.1}x faster, paired {paired:.1}x; \
+             target >= 2x: {})",
+            py_a.best_low(),
+            verdict(best >= 2.0)
         );
     }
 
     println!();
     println!("Pool::map of 100,000 tiny tasks, default chunk size (2 workers)");
-    println!("  conclab Pool::map        {:9.2} M tasks/s", map / 1e6);
-    if let Some((_, _, m)) = py {
+    println!(
+        "  conclab Pool::map        {:9.2} M tasks/s",
+        map.best_high() / 1e6
+    );
+    if let Some(paired) = map.paired(&py_m) {
+        let best = map.best_high() / py_m.best_high();
         println!(
-            "  CPython Pool.map         {:9.2} M tasks/s (conclab {:.1}x; target >= 2x: {})",
-            m / 1e6,
-            map / m,
-            verdict(map / m >= 2.0)
+            "  CPython Pool.map         {:9.2} M tasks/s (conclab {best:.1}x, paired {paired:.1}x; \
+             target >= 2x: {})",
+            py_m.best_high() / 1e6,
+            verdict(best >= 2.0)
         );
     }
-    if py.is_none() {
+    if !python {
         println!();
         println!("python3 was not available: CPython figures and ratios are missing");
     }
