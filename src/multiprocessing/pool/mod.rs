@@ -513,14 +513,11 @@ impl Drop for Pool {
 type Extract<T> = fn(&mut dyn std::any::Any) -> Option<Result<T, MpError>>;
 
 fn take_one<R: 'static>(store: &mut dyn std::any::Any) -> Option<Result<R, MpError>> {
-    let store = store.downcast_mut::<Store<R>>()?;
-    store.results.get_mut(0)?.take()
+    store.downcast_mut::<Store<R>>()?.take(0)
 }
 
 fn take_all<R: 'static>(store: &mut dyn std::any::Any) -> Option<Result<Vec<R>, MpError>> {
-    let store = store.downcast_mut::<Store<R>>()?;
-    let results = std::mem::take(&mut store.results);
-    Some(results.into_iter().flatten().collect())
+    Some(store.downcast_mut::<Store<R>>()?.take_all())
 }
 
 /// Drives the pool until `check` gives an answer or `deadline` passes (`None`: no
@@ -721,8 +718,7 @@ impl<R: 'static> Iterator for Imap<R> {
         let (job, i) = (self.job, self.next);
         let got = drive(&self.core, None, |core| {
             let j = core.jobs.get_mut(&job)?;
-            let store = j.store().downcast_mut::<Store<R>>()?;
-            store.results.get_mut(i)?.take()
+            j.store().downcast_mut::<Store<R>>()?.take(i)
         });
         self.next += 1;
         match got {
@@ -779,7 +775,7 @@ impl<R: 'static> Iterator for ImapUnordered<R> {
             let j = core.jobs.get_mut(&job)?;
             let store = j.store().downcast_mut::<Store<R>>()?;
             let i = store.done_order.pop_front()?;
-            store.results.get_mut(i)?.take()
+            store.take(i)
         });
         self.left -= 1;
         match got {
