@@ -263,6 +263,30 @@ impl Series {
     }
 }
 
+/// conclab's line for a time against its floor: judged on the paired median.
+fn against_floor(label: &str, ours: &Series, floor: &Series) {
+    if let Some(r) = ours.paired(floor) {
+        println!(
+            "  {label:<24} {:9.1} us   ({r:.2}x the floor; target <= 1.5x: {})",
+            ours.best_low(),
+            verdict(r <= 1.5)
+        );
+    }
+}
+
+/// CPython's line for a time: judged on the bests, the paired median beside them.
+fn against_cpython(label: &str, py: &Series, ours: &Series, target: f64) {
+    if let Some(paired) = py.paired(ours) {
+        let best = py.best_low() / ours.best_low();
+        println!(
+            "  {label:<24} {:9.1} us   (conclab {best:.1}x faster, paired {paired:.1}x; \
+             target >= {target}x: {})",
+            py.best_low(),
+            verdict(best >= target)
+        );
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "PASS"
@@ -326,42 +350,14 @@ fn main() {
     println!();
     println!("Process start + join of an empty child");
     println!("  raw fork + waitpid       {:9.1} us", raw.best_low());
-    if let Some(r) = ours.paired(&raw) {
-        println!(
-            "  conclab Process          {:9.1} us   ({r:.2}x the floor; target <= 1.5x: {})",
-            ours.best_low(),
-            verdict(r <= 1.5)
-        );
-    }
-    if let Some(paired) = py_p.paired(&ours) {
-        let best = py_p.best_low() / ours.best_low();
-        println!(
-            "  CPython Process (fork)   {:9.1} us   (conclab {best:.1}x faster, paired {paired:.1}x; \
-             target >= 10x: {})",
-            py_p.best_low(),
-            verdict(best >= 10.0)
-        );
-    }
+    against_floor("conclab Process", &ours, &raw);
+    against_cpython("CPython Process (fork)", &py_p, &ours, 10.0);
 
     println!();
     println!("Pool::apply round trip (2 workers)");
     println!("  pipe ping-pong           {:9.1} us", ping.best_low());
-    if let Some(r) = apply.paired(&ping) {
-        println!(
-            "  conclab Pool::apply      {:9.1} us   ({r:.2}x the floor; target <= 1.5x: {})",
-            apply.best_low(),
-            verdict(r <= 1.5)
-        );
-    }
-    if let Some(paired) = py_a.paired(&apply) {
-        let best = py_a.best_low() / apply.best_low();
-        println!(
-            "  CPython Pool.apply       {:9.1} us   (conclab {best:.1}x faster, paired {paired:.1}x; \
-             target >= 2x: {})",
-            py_a.best_low(),
-            verdict(best >= 2.0)
-        );
-    }
+    against_floor("conclab Pool::apply", &apply, &ping);
+    against_cpython("CPython Pool.apply", &py_a, &apply, 2.0);
 
     println!();
     println!("Pool::map of 100,000 tiny tasks, default chunk size (2 workers)");
