@@ -85,11 +85,13 @@ fn a_helper_threads_panic_is_not_the_childs_result() {
     }
 }
 
-/// Results on both sides of the parent's first, fixed-size read (64 bytes with the tag).
+/// Results on both sides of the parent's first, fixed-size read (64 bytes: a 9-byte
+/// header, then a string's 8-byte length and 47 of its bytes), and one longer than the
+/// 16 MiB steps of the reads after it.
 #[test]
 fn results_of_every_size_come_back_whole() {
     let _t = common::Track::new(&DONE);
-    for len in [0usize, 1, 50, 54, 55, 56, 57, 63, 64, 65, 1000] {
+    for len in [0usize, 1, 45, 46, 47, 48, 49, 55, 56, 64, 1000, 40 << 20] {
         let text = "x".repeat(len);
         let expected = text.clone();
         let back = Process::spawn(move || text).unwrap().join().unwrap();

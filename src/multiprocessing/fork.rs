@@ -67,9 +67,9 @@ pub(crate) fn flush_std() {
 /// in evcxr is the kernel's command pipe.
 ///
 /// Every descriptor open at the fork is one more file for the child's exit to let go of,
-/// so [`Process`](super::Process) passes its result file, which reads as empty while the
-/// child runs, rather than have another opened (measured in a fork loop: the `/dev/null`
-/// path cost 5 to 8 us more per start).
+/// so [`Process`](super::Process) passes its result file, positioned where reads find the
+/// end of the file, rather than have another opened (measured in a fork loop: the
+/// `/dev/null` path cost 5 to 8 us more per start).
 ///
 /// `/dev/null` is opened here in the parent, before the fork, and the child only moves it
 /// onto descriptor 0: opening a file in a fresh child costs a path walk plus the faults of

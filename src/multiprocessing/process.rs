@@ -16,15 +16,20 @@ use super::MpError;
 /// How long dropping an unjoined [`Process`] waits before it kills the child.
 pub const DEFAULT_DROP_GRACE: Duration = Duration::from_secs(10);
 
-const TAG_VALUE: u8 = 0;
-const TAG_PANIC: u8 = 1;
-const TAG_ENCODE_FAILED: u8 = 2;
+// The tag of the child's result frame. A file the child wrote nothing into reads as a 0.
+const TAG_VALUE: u8 = 1;
+const TAG_PANIC: u8 = 2;
+const TAG_ENCODE_FAILED: u8 = 3;
 
-/// Where the result starts in the child's memory file. The same file is the child's stdin
-/// (see `fork_raw`), which reads and writes from offset 0: 1 GiB of room keeps anything
-/// written there from reaching the result, and the file is sparse, so the gap costs
-/// nothing.
-const RESULT_AT: usize = 1 << 30;
+/// A result frame starts with its tag byte and its body's length (u64, little-endian).
+const HEADER: usize = 9;
+
+/// Where the child's stdin reads and writes in its memory file, which is also its stdin
+/// (see `fork_raw`): 1 TiB past the result frame at offset 0, so reads end at once and
+/// whatever a child writes there never reaches the frame. The file is sparse, so the gap
+/// costs nothing, and the frame carries its own length, so the file's size, which such a
+/// write changes, is never needed.
+const STDIN_AT: i64 = 1 << 40;
 
 /// A child process running a closure: Python's `multiprocessing.Process` with the fork
 /// start method, whose `join` also hands back the closure's return value.
@@ -212,8 +217,7 @@ where
     fork::child_exit(outcome.unwrap_or(1))
 }
 
-/// Writes the child's result at [`RESULT_AT`]: the tag byte, then the body, and the file's
-/// size says where the body ends.
+/// Writes the child's result frame at offset 0: tag byte, body length, body.
 ///
 /// A value that encodes to nothing (`()`, the common "run for its side effects" child) is
 /// not written at all: an empty file from a child that exited with status 0 is that value
@@ -222,10 +226,11 @@ fn write_result(out: &OwnedFd, tag: u8, body: &[u8]) -> Result<(), MpError> {
     if tag == TAG_VALUE && body.is_empty() {
         return Ok(());
     }
-    let mut frame = Vec::with_capacity(1 + body.len());
+    let mut frame = Vec::with_capacity(HEADER + body.len());
     frame.push(tag);
+    frame.extend_from_slice(&(body.len() as u64).to_le_bytes());
     frame.extend_from_slice(body);
-    pwrite_all(out, &frame, RESULT_AT)
+    pwrite_all(out, &frame)
 }
 
 impl<R: Serialize + DeserializeOwned> Process<R> {
@@ -482,7 +487,7 @@ impl<R> Drop for Process<R> {
 
 /// The child's result goes into an anonymous memory file: unlike a pipe it never fills up,
 /// so a child with a large result ends without waiting for the parent to read. The child
-/// also gets it as stdin, where reads find an empty file.
+/// also gets it as stdin, positioned at [`STDIN_AT`], where reads find the end of the file.
 fn memfd() -> Result<OwnedFd, MpError> {
     // SAFETY: a fresh memfd; checked for failure.
     let fd = unsafe { libc::memfd_create(c"conclab-result".as_ptr(), libc::MFD_CLOEXEC) };
@@ -490,11 +495,16 @@ fn memfd() -> Result<OwnedFd, MpError> {
         return Err(MpError::os("create a memory file for the child's result"));
     }
     // SAFETY: fd is new and ours.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    let file: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+    // SAFETY: moving the position of our own descriptor.
+    if unsafe { libc::lseek64(file.as_raw_fd(), STDIN_AT, libc::SEEK_SET) } < 0 {
+        return Err(MpError::os("prepare a memory file for the child's result"));
+    }
+    Ok(file)
 }
 
-fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], offset: usize) -> Result<(), MpError> {
-    let mut at = offset as libc::off_t;
+fn pwrite_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), MpError> {
+    let mut at: libc::off_t = 0;
     while !buf.is_empty() {
         // SAFETY: a valid buffer and descriptor.
         let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at) };
@@ -511,34 +521,39 @@ fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], offset: usize) -> Result<(), MpError
     Ok(())
 }
 
-/// Reads the child's result: its tag byte (`None` when the child wrote nothing) and body.
+/// Reads the child's result frame: its tag (`None` when the child wrote nothing) and body.
 ///
-/// The first read goes into a small buffer on the stack, so a small result needs neither
-/// an `fstat` nor a heap allocation: the fork write-protected every page of the parent, so
-/// the first write to each one afterwards (a heap page, say) takes a fault, and this runs
-/// on every join.
+/// The first read goes into a small buffer on the stack, so a small result needs one read
+/// and no heap allocation but its body's: the fork write-protected every page of the
+/// parent, so the first write to each one afterwards (a heap page, say) takes a fault, and
+/// this runs on every join. A longer body is read in steps of at most 16 MiB, so a length
+/// the file does not back (a child killed mid-write) allocates no more than is there.
 fn read_result(fd: &OwnedFd) -> Result<(Option<u8>, Vec<u8>), MpError> {
     let mut head = [0u8; 64];
-    let n = pread_full(fd, &mut head, RESULT_AT)?;
-    if n == 0 {
+    let n = pread_full(fd, &mut head, 0)?;
+    if n == 0 || head[0] == 0 {
         return Ok((None, Vec::new()));
     }
-    let mut body = head[1..n].to_vec();
-    if n == head.len() {
-        // SAFETY: fstat into a zeroed struct.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-            return Err(MpError::os("read the child's result"));
+    let tag = Some(head[0]);
+    let Some(length) = head.get(1..HEADER).filter(|_| n >= HEADER) else {
+        return Ok((tag, Vec::new())); // cut short: decoding reports it
+    };
+    let mut length_bytes = [0u8; 8];
+    length_bytes.copy_from_slice(length);
+    let len = usize::try_from(u64::from_le_bytes(length_bytes)).unwrap_or(usize::MAX);
+    let mut body = head[HEADER..n].to_vec();
+    body.truncate(len);
+    while body.len() < len {
+        let start = body.len();
+        let want = (len - start).min(1 << 24);
+        body.resize(start + want, 0);
+        let got = pread_full(fd, &mut body[start..], HEADER + start)?;
+        body.truncate(start + got);
+        if got < want {
+            break;
         }
-        let size = usize::try_from(st.st_size)
-            .unwrap_or(0)
-            .saturating_sub(RESULT_AT)
-            .max(n);
-        body.resize(size - 1, 0);
-        let got = pread_full(fd, &mut body[n - 1..], RESULT_AT + n)?;
-        body.truncate(n - 1 + got);
     }
-    Ok((Some(head[0]), body))
+    Ok((tag, body))
 }
 
 /// Reads at `offset` until `buf` is full or the file ends; returns the bytes read.
@@ -571,4 +586,65 @@ fn pread_full(fd: &OwnedFd, buf: &mut [u8], offset: usize) -> Result<usize, MpEr
         at += n.unsigned_abs();
     }
     Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(bytes: &[u8]) -> OwnedFd {
+        let file = memfd().unwrap();
+        if !bytes.is_empty() {
+            pwrite_all(&file, bytes).unwrap();
+        }
+        file
+    }
+
+    #[test]
+    fn a_frame_reads_back_whole() {
+        let file = memfd().unwrap();
+        write_result(&file, TAG_PANIC, b"boom").unwrap();
+        assert_eq!(
+            read_result(&file).unwrap(),
+            (Some(TAG_PANIC), b"boom".to_vec())
+        );
+        // A value that encodes to nothing is not written at all.
+        let file = memfd().unwrap();
+        write_result(&file, TAG_VALUE, b"").unwrap();
+        assert_eq!(read_result(&file).unwrap(), (None, Vec::new()));
+    }
+
+    #[test]
+    fn writes_to_the_childs_stdin_never_reach_the_frame() {
+        let file = memfd().unwrap();
+        // What the child would do through descriptor 0, which shares this position.
+        let junk = [0xffu8; 100];
+        // SAFETY: a valid buffer and our own descriptor.
+        let n = unsafe { libc::write(file.as_raw_fd(), junk.as_ptr().cast(), junk.len()) };
+        assert_eq!(n, 100);
+        assert_eq!(read_result(&file).unwrap(), (None, Vec::new()));
+        write_result(&file, TAG_VALUE, b"kept").unwrap();
+        assert_eq!(
+            read_result(&file).unwrap(),
+            (Some(TAG_VALUE), b"kept".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_frame_cut_short_reads_as_what_is_there() {
+        // A length far beyond the file, as a child killed mid-write leaves it: what is
+        // there comes back, and nothing near the claimed length is allocated.
+        let mut frame = vec![TAG_VALUE];
+        frame.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        frame.extend_from_slice(&[7; 100]);
+        assert_eq!(
+            read_result(&file_with(&frame)).unwrap(),
+            (Some(TAG_VALUE), vec![7; 100])
+        );
+        // A header cut short.
+        assert_eq!(
+            read_result(&file_with(&[TAG_VALUE, 3])).unwrap(),
+            (Some(TAG_VALUE), Vec::new())
+        );
+    }
 }
