@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 
 use conclab::multiprocessing::{Pool, Process};
 
-/// Interleaved rounds of every measurement (start and apply: each a best of 3 batches).
-const OUTER: usize = 5;
+/// Interleaved rounds of the start and apply measurements, one batch a side each: short
+/// rounds pair each figure with one taken a few tens of milliseconds away, and many of
+/// them steady the medians.
+const ROUNDS: usize = 15;
+
+/// Rounds of the map measurement (each a best of 2 maps a side).
+const MAP_ROUNDS: usize = 5;
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -24,7 +29,7 @@ fn best_of<F: FnMut() -> Duration>(rounds: usize, mut f: F) -> Duration {
 
 /// Raw fork + waitpid: the floor for starting and joining a process.
 fn raw_fork_us(n: usize) -> f64 {
-    let d = best_of(3, || {
+    let d = best_of(1, || {
         let start = Instant::now();
         for _ in 0..n {
             // SAFETY: the child exits at once with _exit.
@@ -42,7 +47,7 @@ fn raw_fork_us(n: usize) -> f64 {
 }
 
 fn process_us(n: usize) -> f64 {
-    let d = best_of(3, || {
+    let d = best_of(1, || {
         let start = Instant::now();
         for _ in 0..n {
             Process::spawn(|| ())
@@ -93,7 +98,7 @@ fn pipe_pingpong_us(n: usize) -> f64 {
         }
         libc::close(to_child[0]);
         libc::close(to_parent[1]);
-        let d = best_of(3, || {
+        let d = best_of(1, || {
             let start = Instant::now();
             let mut b = [1u8; 1];
             for _ in 0..n {
@@ -113,7 +118,7 @@ fn pipe_pingpong_us(n: usize) -> f64 {
 
 fn pool_apply_us(n: usize) -> f64 {
     let pool = Pool::new(2).expect("pool");
-    let d = best_of(3, || {
+    let d = best_of(1, || {
         let start = Instant::now();
         for i in 0..n as u64 {
             let r = pool.apply(|x: u64| x + 1, (i,)).expect("apply");
@@ -166,9 +171,9 @@ if __name__ == "__main__":
         if what != "process" and pool is None:
             pool = ctx.Pool(2)
         if what == "process":
-            value = best_of(3, lambda: starts(n)) / n * 1e6
+            value = best_of(1, lambda: starts(n)) / n * 1e6
         elif what == "apply":
-            value = best_of(3, lambda: applies(n)) / n * 1e6
+            value = best_of(1, lambda: applies(n)) / n * 1e6
         else:
             value = n / best_of(2, lambda: pool.map(sq, range(n)))
         print(value, flush=True)
@@ -203,7 +208,7 @@ impl Python {
     }
 
     /// One measurement, made as the matching conclab function makes it: microseconds per
-    /// item for `process` and `apply` (best of 3 batches), tasks per second for `map`
+    /// item for `process` and `apply` (one batch), tasks per second for `map`
     /// (best of 2).
     fn ask(&mut self, what: &str, n: usize) -> Option<f64> {
         writeln!(self.stdin.as_mut()?, "{what} {n}").ok()?;
@@ -232,6 +237,21 @@ fn beside(
     } else {
         conclab();
         cpython()
+    }
+}
+
+/// Measures the floor and conclab, the floor first when `floor_first`; returns both.
+fn in_order(
+    floor_first: bool,
+    floor: impl FnOnce() -> f64,
+    conclab: impl FnOnce() -> f64,
+) -> (f64, f64) {
+    if floor_first {
+        let f = floor();
+        (f, conclab())
+    } else {
+        let o = conclab();
+        (floor(), o)
     }
 }
 
@@ -296,7 +316,7 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn main() {
-    println!("conclab process benchmarks, {OUTER} interleaved rounds. Figures are bests. A ratio");
+    println!("conclab process benchmarks, {ROUNDS} interleaved rounds. Figures are bests. A ratio");
     println!("to a floor is the median over rounds of the ratio between two figures measured");
     println!("back to back; a ratio to CPython compares the bests of equally many batches,");
     println!("with the median of the paired ratios beside it.");
@@ -315,29 +335,37 @@ fn main() {
     let (mut raw, mut ours, mut py_p) = (Series::default(), Series::default(), Series::default());
     let (mut ping, mut apply, mut py_a) = (Series::default(), Series::default(), Series::default());
     let (mut map, mut py_m) = (Series::default(), Series::default());
-    for round in 0..OUTER {
-        // Which side goes first alternates, so neither always follows the other.
+    for round in 0..ROUNDS {
+        // Which side goes first alternates, so none always follows another: CPython
+        // before or after, the floor before or after conclab, in all four combinations.
         let py_first = round % 2 == 1;
+        let floor_first = round % 4 < 2;
         py_p.0.extend(beside(
             py_first,
             || {
-                raw.0.push(raw_fork_us(200));
-                ours.0.push(process_us(200));
+                let (f, o) = in_order(floor_first, || raw_fork_us(200), || process_us(200));
+                raw.0.push(f);
+                ours.0.push(o);
             },
             || ask(&mut py_start, "process", 200),
         ));
         py_a.0.extend(beside(
             py_first,
             || {
-                ping.0.push(pipe_pingpong_us(5_000));
-                apply.0.push(pool_apply_us(5_000));
+                let (f, o) = in_order(
+                    floor_first,
+                    || pipe_pingpong_us(5_000),
+                    || pool_apply_us(5_000),
+                );
+                ping.0.push(f);
+                apply.0.push(o);
             },
             || ask(&mut py_pool, "apply", 5_000),
         ));
     }
     // Last: a map of 100,000 tasks leaves this process's heap some megabytes larger
     // (glibc keeps what it freed), and every later fork would copy those page tables.
-    for round in 0..OUTER {
+    for round in 0..MAP_ROUNDS {
         py_m.0.extend(beside(
             round % 2 == 1,
             || map.0.push(pool_map_tasks_per_s(100_000)),
