@@ -15,9 +15,9 @@
 //! * **Child hygiene.** A child's stdin reads as end of file (it is never the kernel's
 //!   command pipe); the child runs its closure under `catch_unwind`, flushes stdout and
 //!   stderr and ends with `_exit`: inside evcxr a child that returned would carry on in the
-//!   kernel's own command loop. A panic in a child is
-//!   printed as `conclab: process 'NAME' (pid N) panicked: ...` and comes back to the
-//!   parent as [`MpError::Panicked`]. Forking while other threads exist prints a warning
+//!   kernel's own command loop. A panic in a child is printed as
+//!   `conclab: process 'NAME' (pid N) panicked: ...` and comes back to the parent as
+//!   [`MpError::Panicked`]. Forking while other threads exist prints a warning
 //!   (as CPython 3.12 does): locks held by those threads stay locked in the child.
 //! * **Reaping.** Every child has an owner that reaps it: a [`Process`] handle, a
 //!   [`Pool`], a [`Manager`]. There is no SIGCHLD handler and no registry in a `static`
