@@ -535,12 +535,12 @@ fn read_result(fd: &OwnedFd) -> Result<(Option<u8>, Vec<u8>), MpError> {
         return Ok((None, Vec::new()));
     }
     let tag = Some(head[0]);
-    let Some(length) = head.get(1..HEADER).filter(|_| n >= HEADER) else {
+    if n < HEADER {
         return Ok((tag, Vec::new())); // cut short: decoding reports it
-    };
-    let mut length_bytes = [0u8; 8];
-    length_bytes.copy_from_slice(length);
-    let len = usize::try_from(u64::from_le_bytes(length_bytes)).unwrap_or(usize::MAX);
+    }
+    let mut length = [0u8; 8];
+    length.copy_from_slice(&head[1..HEADER]);
+    let len = usize::try_from(u64::from_le_bytes(length)).unwrap_or(usize::MAX);
     let mut body = head[HEADER..n].to_vec();
     body.truncate(len);
     while body.len() < len {
