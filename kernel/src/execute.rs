@@ -380,9 +380,11 @@ mod tests {
             "date": "2026-01-01T00:00:00Z", "msg_type": msg_type, "version": "5.3"
         });
         Message {
-            header: serde_json::from_value(header).unwrap(),
+            header: serde_json::from_value(header.clone()).unwrap(),
             parent_msg_id: Some("p".into()),
             content,
+            identities: Vec::new(),
+            raw_header: header,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::assignment::{self, marking, Marking};
 use crate::execute::{execute_notebook, CellStatus, RunOptions};
 use crate::notebook;
 use crate::sandbox::{Limits, Sandbox};
-use nbformat::v4::{Cell, Notebook, Output};
+use nbformat::v4::{Cell, Notebook};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -201,9 +201,8 @@ pub fn grade_one(
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let sandbox = Sandbox::create(options.limits)?;
-    let end_mark = EndMark::append(&mut graded);
+    // A test that stops at a `?` fails by itself: the kernel replies `Err` for it.
     let reports = execute_notebook(&mut graded, cwd, &options.run, Some(&sandbox), |_| {});
-    let stopped_early = end_mark.remove(&mut graded);
     if sandbox.task_limit_hit() {
         notes.push(format!(
             "the code tried to run more than {} tasks at once; forks beyond that were refused",
@@ -232,7 +231,7 @@ pub fn grade_one(
             ));
         }
     }
-    let mut failures: HashMap<usize, String> = match &reports {
+    let failures: HashMap<usize, String> = match &reports {
         Ok(reports) => reports
             .iter()
             .filter_map(|report| match &report.status {
@@ -245,9 +244,6 @@ pub fn grade_one(
             HashMap::new()
         }
     };
-    for (index, why) in stopped_early {
-        failures.entry(index).or_insert(why);
-    }
     let questions = score(&graded, &failures, reports.is_ok(), &mut notes);
     let leftovers_note = notes.iter().position(|note| note.contains("left running"));
     if let Some(position) = leftovers_note {
@@ -266,93 +262,6 @@ pub fn grade_one(
     };
     write_outputs(&result, graded, &options.output.join(&student))?;
     Ok(result)
-}
-
-/// The line the grader appends to every graded code cell, printing a token that only a
-/// cell that ran to its end can print. evcxr counts a cell that stopped at a `?` as a
-/// success: it prints the error on stderr and replies `ok` (measured with evcxr 0.22,
-/// whose only reaction to its error marker is to forget the cell's new variables). A
-/// test that stopped there never reached its asserts, so it must not earn its points.
-struct EndMark {
-    token: String,
-    /// The graded cells and their sources before the line was appended.
-    originals: Vec<(usize, String)>,
-}
-
-impl EndMark {
-    fn append(notebook: &mut Notebook) -> EndMark {
-        let token = format!("conclab-cell-finished-{}", uuid::Uuid::new_v4().simple());
-        let mut originals = Vec::new();
-        for (index, cell) in notebook.cells.iter_mut().enumerate() {
-            if matches!(cell, Cell::Code { .. }) && marking(cell).is_some_and(|mark| mark.grade) {
-                let text = assignment::source(cell);
-                // On a line of its own after a `;`, so that a trailing expression or a
-                // comment on the last line cannot swallow it.
-                assignment::set_source(cell, &format!("{text}\n;println!(\"{token}\");"));
-                originals.push((index, text));
-            }
-        }
-        EndMark { token, originals }
-    }
-
-    /// Puts the original sources back, takes the token out of the outputs, and returns
-    /// the graded cells that ran without failing yet never printed it.
-    fn remove(self, notebook: &mut Notebook) -> Vec<(usize, String)> {
-        let mut stopped = Vec::new();
-        for (index, text) in self.originals {
-            let cell = &mut notebook.cells[index];
-            assignment::set_source(cell, &text);
-            let Cell::Code {
-                outputs,
-                execution_count,
-                ..
-            } = cell
-            else {
-                continue;
-            };
-            let mut finished = false;
-            let mut stderr = String::new();
-            for output in outputs.iter_mut() {
-                let Output::Stream { name, text } = output else {
-                    continue;
-                };
-                if name == "stderr" {
-                    stderr.push_str(&text.0);
-                    continue;
-                }
-                // The token may follow a `print!` without a newline on the same line.
-                text.0 = text
-                    .0
-                    .split_inclusive('\n')
-                    .map(|line| match line.trim_end().strip_suffix(&self.token) {
-                        Some(before) => {
-                            finished = true;
-                            before
-                        }
-                        None => line,
-                    })
-                    .collect();
-            }
-            // Streams emptied by the removal are dropped, as a front end never shows one.
-            outputs.retain(
-                |output| !matches!(output, Output::Stream { text, .. } if text.0.is_empty()),
-            );
-            if !finished && execution_count.is_some() {
-                let error = stderr.lines().find(|line| !line.trim().is_empty());
-                stopped.push((
-                    index,
-                    match error {
-                        Some(error) => format!(
-                            "stopped early: a `?` returned the error \"{}\", so the checks after it never ran",
-                            error.trim()
-                        ),
-                        None => "stopped before its end, so the checks after that point never ran".to_owned(),
-                    },
-                ));
-            }
-        }
-        stopped
-    }
 }
 
 /// Scores each graded cell of an executed notebook: its points when it ran and passed,

@@ -1,5 +1,6 @@
-//! `conclab-kernel`: sets up the conclab Jupyter kernel, runs notebooks headless over the
-//! Jupyter protocol, and (later) releases and grades assignments.
+//! `conclab-kernel`: the conclab Jupyter kernel (on evcxr's library), its set-up, a
+//! headless runner that speaks the Jupyter protocol, and the assignment tools (release,
+//! grade, merge).
 
 mod assignment;
 mod client;
@@ -9,6 +10,7 @@ mod kernelspec;
 mod notebook;
 mod run;
 mod sandbox;
+mod server;
 mod setup;
 mod verdict;
 mod wire;
@@ -44,6 +46,12 @@ struct Limits {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run as a Jupyter kernel (Jupyter starts this; see `setup`).
+    Kernel {
+        /// The connection file Jupyter wrote for this kernel.
+        #[arg(long = "connection-file", short = 'f', value_name = "FILE")]
+        connection_file: PathBuf,
+    },
     /// Install evcxr_jupyter, register the `conclab` kernel and warm its build cache.
     Setup {
         /// Then install JupyterLab into .venv and start it on notebooks/.
@@ -209,8 +217,21 @@ fn release(sources: &[PathBuf], output: &std::path::Path) -> i32 {
 }
 
 fn main() {
+    // This binary is also evcxr's cell process (and the relay in front of it) and its
+    // rustc wrapper: those start here and never return.
+    if server::relay::is_relay() {
+        server::relay::run();
+    }
+    evcxr::runtime_hook();
     let cli = Cli::parse();
     let code = match cli.command {
+        Commands::Kernel { connection_file } => match server::serve(&connection_file) {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("conclab kernel: {error}");
+                1
+            }
+        },
         Commands::Setup { lab, repo } => {
             let layout = setup_or_exit(repo, Duration::from_secs(300));
             println!("setup complete");

@@ -11,19 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub const EVCXR_VERSION: &str = "0.22.0";
-/// evcxr's `:cache` size in MiB: the support crate, its dependencies and a few
-/// generations of edits fit several times over.
-const CACHE_MIB: u32 = 2048;
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("`cargo` was not found on PATH ({0}); install Rust with rustup, then run setup again")]
-    NoCargo(std::io::Error),
-    #[error("`cargo install --locked evcxr_jupyter --version {EVCXR_VERSION}` failed ({0}); read cargo's output above (a C compiler and network access to crates.io are needed)")]
-    InstallFailed(String),
-    #[error("evcxr_jupyter was installed but {0} does not exist; check CARGO_HOME")]
-    BinaryMissing(PathBuf),
+    #[error("cannot find this program's own path ({0}); run setup through `cargo run --release -p conclab-kernel -- setup`")]
+    NoExe(std::io::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -130,19 +121,17 @@ fn done(started: Instant, result: &str) {
 /// Runs every set-up step; returns the installed kernel.
 pub fn setup(options: &SetupOptions) -> Result<InstalledKernel, SetupError> {
     let layout = &options.layout;
-    let mut steps = Steps { total: 4, done: 0 };
-
-    let started = steps.start(&format!("evcxr_jupyter {EVCXR_VERSION}"));
-    let evcxr = ensure_evcxr()?;
-    done(started, &evcxr.1);
-    let evcxr = evcxr.0;
+    let mut steps = Steps { total: 3, done: 0 };
+    // The kernel is this binary (built with evcxr's library in the same workspace).
+    let kernel_exe = std::env::current_exe().map_err(SetupError::NoExe)?;
 
     let started = steps.start("evcxr configuration in kernel/evcxr");
     let changed = write_evcxr_config(layout)?;
+    std::fs::create_dir_all(layout.scratch_dir()).map_err(io(&layout.scratch_dir()))?;
     done(started, if changed { "written" } else { "unchanged" });
 
     let started = steps.start(&format!("Jupyter kernel '{DEFAULT_KERNEL}'"));
-    let (changed, path) = register_kernel(layout, &evcxr)?;
+    let (changed, path) = register_kernel(layout, &kernel_exe)?;
     done(
         started,
         &format!(
@@ -156,7 +145,8 @@ pub fn setup(options: &SetupOptions) -> Result<InstalledKernel, SetupError> {
         ),
     );
 
-    let started = steps.start("loading conclab in a new kernel (warms evcxr's build cache)");
+    let started =
+        steps.start("loading conclab in a new kernel (builds it once into a kernel build folder)");
     let kernel = kernelspec::find(DEFAULT_KERNEL)?;
     let seconds = warm(&kernel, layout, options.startup_timeout)?;
     done(
@@ -164,48 +154,6 @@ pub fn setup(options: &SetupOptions) -> Result<InstalledKernel, SetupError> {
         &format!("kernel ready with conclab loaded in {seconds:.1} s"),
     );
     Ok(kernel)
-}
-
-/// Where cargo installs binaries.
-fn cargo_bin() -> PathBuf {
-    match std::env::var_os("CARGO_HOME") {
-        Some(home) => PathBuf::from(home).join("bin"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo/bin"),
-    }
-}
-
-/// Installs evcxr_jupyter unless the right version is already there.
-fn ensure_evcxr() -> Result<(PathBuf, String), SetupError> {
-    let binary = cargo_bin().join("evcxr_jupyter");
-    let listed = Command::new("cargo")
-        .args(["install", "--list"])
-        .output()
-        .map_err(SetupError::NoCargo)?;
-    let listing = String::from_utf8_lossy(&listed.stdout);
-    let wanted = format!("evcxr_jupyter v{EVCXR_VERSION}:");
-    if binary.is_file() && listing.lines().any(|line| line.trim() == wanted) {
-        return Ok((binary, "already installed".into()));
-    }
-    println!(
-        "      installing with `cargo install --locked` (about 6-8 minutes on 2 cores; --locked because newer dependencies break its build)"
-    );
-    let status = Command::new("cargo")
-        .args([
-            "install",
-            "--locked",
-            "evcxr_jupyter",
-            "--version",
-            EVCXR_VERSION,
-        ])
-        .status()
-        .map_err(SetupError::NoCargo)?;
-    if !status.success() {
-        return Err(SetupError::InstallFailed(status.to_string()));
-    }
-    if !binary.is_file() {
-        return Err(SetupError::BinaryMissing(binary));
-    }
-    Ok((binary, "installed".into()))
 }
 
 /// Writes `path` only if its content differs; returns whether it wrote.
@@ -224,7 +172,6 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool, SetupError> {
 pub fn init_evcxr(layout: &Layout) -> String {
     format!(
         "// Written by `conclab-kernel setup`; see kernel/evcxr/README.md.\n\
-         :cache {CACHE_MIB}\n\
          :dep conclab = {{ path = \"{}\" }}\n\
          // evcxr runs cells with RUST_BACKTRACE=1: a panic's message is what a notebook\n\
          // should show, and symbolising a backtrace takes seconds.\n\
@@ -240,17 +187,10 @@ fn write_evcxr_config(layout: &Layout) -> Result<bool, SetupError> {
     write_if_changed(&layout.config_dir().join("init.evcxr"), &init_evcxr(layout))
 }
 
-/// The shell line that starts evcxr: it makes the scratch folder and its cargo
-/// configuration first, so a cleaned-out temporary folder cannot break a kernel started
-/// by JupyterLab, then becomes evcxr_jupyter (same pid, so signals reach evcxr).
-const LAUNCHER: &str = "mkdir -p \"$TMPDIR/.cargo\" && \
-cp \"$EVCXR_CONFIG_DIR/scratch-cargo-config.toml\" \"$TMPDIR/.cargo/config.toml\" && \
-exec \"$0\" --control_file \"$1\"";
-
-/// The conclab kernelspec for this machine.
-pub fn kernel_json(layout: &Layout, evcxr: &Path) -> serde_json::Value {
+/// The conclab kernelspec for this machine: this binary's `kernel` command.
+pub fn kernel_json(layout: &Layout, exe: &Path) -> serde_json::Value {
     json!({
-        "argv": ["/bin/sh", "-c", LAUNCHER, evcxr.display().to_string(), "{connection_file}"],
+        "argv": [exe.display().to_string(), "kernel", "--connection-file", "{connection_file}"],
         "display_name": "Rust (conclab)",
         "language": "rust",
         "interrupt_mode": "message",
@@ -262,11 +202,11 @@ pub fn kernel_json(layout: &Layout, evcxr: &Path) -> serde_json::Value {
     })
 }
 
-fn register_kernel(layout: &Layout, evcxr: &Path) -> Result<(bool, PathBuf), SetupError> {
+fn register_kernel(layout: &Layout, exe: &Path) -> Result<(bool, PathBuf), SetupError> {
     let dir = kernelspec::user_data_dir()?
         .join("kernels")
         .join(DEFAULT_KERNEL);
-    let text = serde_json::to_string_pretty(&kernel_json(layout, evcxr))
+    let text = serde_json::to_string_pretty(&kernel_json(layout, exe))
         .expect("a JSON value always serializes")
         + "\n";
     let file = dir.join("kernel.json");

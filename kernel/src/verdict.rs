@@ -1,9 +1,11 @@
-//! Deciding whether a cell failed, from everything evcxr said about it.
+//! Deciding whether a cell failed, from everything the kernel said about it.
 //!
-//! The reply status alone is not enough under evcxr (see DESIGN.md): a failed `assert!`
-//! replies `ok` and shows only as panic text on stderr, a compile error replies `error`
-//! without `ename`/`evalue`, and a crash shows as an `error` output saying the subprocess
-//! terminated. A cell failed when any of these, a timeout or a lost kernel happened.
+//! The `conclab` kernel reports every failure as an `error` output whose `ename` names
+//! its kind (`CompileError`, `Panic`, `Err`, `ProcessDied`, `Interrupted`). A stock evcxr
+//! kernel (`run --kernel rust`) does not: a failed `assert!` replies `ok` and shows only
+//! as panic text on stderr, a compile error replies `error` without `ename`/`evalue`, and
+//! a crash shows as an `error` output saying the subprocess terminated. Both are judged
+//! here; a timeout or a lost kernel fails a cell under either.
 
 use crate::client::Execution;
 use serde_json::Value;
@@ -91,6 +93,9 @@ pub fn judge(execution: &Execution, timeout: Duration) -> Option<Failure> {
                 stderr.push_str(message.content["text"].as_str().unwrap_or(""));
             }
             "error" => {
+                if let Some(failure) = named_failure(&message.content) {
+                    return Some(failure);
+                }
                 error_output.get_or_insert_with(|| error_text(&message.content));
             }
             _ => {}
@@ -123,6 +128,20 @@ pub fn judge(execution: &Execution, timeout: Duration) -> Option<Failure> {
         }
         None => None,
     }
+}
+
+/// The failure an `error` output of the conclab kernel names by its `ename`.
+fn named_failure(content: &Value) -> Option<Failure> {
+    let evalue = content["evalue"].as_str().unwrap_or("");
+    let first = first_line(evalue);
+    Some(match content["ename"].as_str()? {
+        "CompileError" => Failure::CompileError(first),
+        "Panic" => Failure::Panic(first),
+        "Err" => Failure::Error(format!("a `?` returned Err: {first}")),
+        "ProcessDied" | "Interrupted" => Failure::Crashed(first),
+        "KernelStartFailed" => Failure::KernelLost(first),
+        _ => return None,
+    })
 }
 
 /// The text of an `error` output or reply, most telling part first: evcxr's rendered
@@ -253,6 +272,23 @@ mod tests {
     fn worker_thread_panics_are_not_the_cells() {
         let stderr = "thread 'worker-1' (77) panicked at src/lib.rs:3:9:\nboom\n";
         assert_eq!(main_thread_panic(stderr), None);
+    }
+
+    #[test]
+    fn the_kernels_named_errors_are_taken_at_their_word() {
+        let content = |ename: &str, evalue: &str| serde_json::json!({"ename": ename, "evalue": evalue, "traceback": []});
+        assert_eq!(
+            named_failure(&content("Panic", "assertion failed\n  left: 1")),
+            Some(Failure::Panic("assertion failed".into()))
+        );
+        assert!(named_failure(&content("ProcessDied", "x"))
+            .unwrap()
+            .loses_state());
+        assert_eq!(
+            named_failure(&content("Err", "invalid digit")),
+            Some(Failure::Error("a `?` returned Err: invalid digit".into()))
+        );
+        assert_eq!(named_failure(&content("Error", "x")), None);
     }
 
     #[test]

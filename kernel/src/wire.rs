@@ -4,6 +4,10 @@
 //! metadata, content, buffers...]`, where `hmac` is the hex HMAC-SHA256 of the four JSON
 //! frames under the connection key. Headers are `jupyter-protocol`'s type; contents stay
 //! raw JSON, so whatever a kernel sends (any MIME type, any field) reaches the notebook.
+//!
+//! Both ends use it: the headless client ([`Session::send`], [`Session::try_recv`]) and the
+//! kernel ([`Session::reply`], [`Session::publish`]), which must echo each request's
+//! routing identities and header back as the parent of everything it answers.
 
 use hmac::{Hmac, Mac};
 use jupyter_protocol::Header;
@@ -36,6 +40,11 @@ pub struct Message {
     pub header: Header,
     pub parent_msg_id: Option<String>,
     pub content: Value,
+    /// The ROUTER socket's routing frames before the delimiter: a reply must carry them
+    /// back, or it reaches no client.
+    pub identities: Vec<Vec<u8>>,
+    /// The header exactly as it came, to be echoed as the parent header of answers.
+    pub raw_header: Value,
 }
 
 impl Message {
@@ -60,6 +69,91 @@ impl Session {
             id: uuid::Uuid::new_v4().to_string(),
             key: key.as_bytes().to_vec(),
         }
+    }
+
+    fn header(&self, msg_type: &str) -> (String, Value) {
+        let msg_id = uuid::Uuid::new_v4().to_string();
+        let header = json!({
+            "msg_id": msg_id,
+            "username": "conclab",
+            "session": self.id,
+            "date": chrono::Utc::now().to_rfc3339(),
+            "msg_type": msg_type,
+            "version": PROTOCOL_VERSION,
+        });
+        (msg_id, header)
+    }
+
+    /// Signs and sends one message after `identities`; returns its `msg_id`.
+    fn send_frames(
+        &self,
+        socket: &zmq::Socket,
+        identities: &[Vec<u8>],
+        msg_type: &str,
+        parent: Option<&Value>,
+        content: &Value,
+    ) -> Result<String, WireError> {
+        let (msg_id, header) = self.header(msg_type);
+        let header = serde_json::to_vec(&header)?;
+        let parent = match parent {
+            Some(parent) => serde_json::to_vec(parent)?,
+            None => b"{}".to_vec(),
+        };
+        let metadata = b"{}".to_vec();
+        let content = serde_json::to_vec(content)?;
+        let signature = self.sign(&[&header, &parent, &metadata, &content]);
+        let mut frames: Vec<Vec<u8>> = identities.to_vec();
+        frames.extend([
+            DELIMITER.to_vec(),
+            signature.into_bytes(),
+            header,
+            parent,
+            metadata,
+            content,
+        ]);
+        socket.send_multipart(frames, 0)?;
+        Ok(msg_id)
+    }
+
+    /// Answers `request` on the ROUTER socket it came from (shell, control or stdin).
+    pub fn reply(
+        &self,
+        socket: &zmq::Socket,
+        request: &Message,
+        msg_type: &str,
+        content: &Value,
+    ) -> Result<String, WireError> {
+        self.send_frames(
+            socket,
+            &request.identities,
+            msg_type,
+            Some(&request.raw_header),
+            content,
+        )
+    }
+
+    /// Publishes on iopub as a child of `parent` (a request's raw header), under the
+    /// message type as topic, as kernels conventionally do.
+    pub fn publish(
+        &self,
+        socket: &zmq::Socket,
+        parent: Option<&Value>,
+        msg_type: &str,
+        content: &Value,
+    ) -> Result<String, WireError> {
+        self.send_frames(
+            socket,
+            &[msg_type.as_bytes().to_vec()],
+            msg_type,
+            parent,
+            content,
+        )
+    }
+
+    /// Receives one message, waiting for it.
+    pub fn recv(&self, socket: &zmq::Socket) -> Result<Message, WireError> {
+        let frames = socket.recv_multipart(0)?;
+        self.decode(&frames)
     }
 
     fn mac(&self) -> Option<Hmac<Sha256>> {
@@ -89,32 +183,7 @@ impl Session {
         msg_type: &str,
         content: Value,
     ) -> Result<String, WireError> {
-        let msg_id = uuid::Uuid::new_v4().to_string();
-        let header = json!({
-            "msg_id": msg_id,
-            "username": "conclab",
-            "session": self.id,
-            "date": chrono::Utc::now().to_rfc3339(),
-            "msg_type": msg_type,
-            "version": PROTOCOL_VERSION,
-        });
-        let header = serde_json::to_vec(&header)?;
-        let parent = b"{}".to_vec();
-        let metadata = b"{}".to_vec();
-        let content = serde_json::to_vec(&content)?;
-        let signature = self.sign(&[&header, &parent, &metadata, &content]);
-        socket.send_multipart(
-            [
-                DELIMITER.to_vec(),
-                signature.into_bytes(),
-                header,
-                parent,
-                metadata,
-                content,
-            ],
-            0,
-        )?;
-        Ok(msg_id)
+        self.send_frames(socket, &[], msg_type, None, &content)
     }
 
     /// Receives one message if one is waiting (non-blocking), checking its signature.
@@ -139,7 +208,8 @@ impl Session {
         if !constant_time_eq(expected.as_bytes(), &rest[0]) {
             return Err(WireError::BadSignature);
         }
-        let header: Header = serde_json::from_slice(&rest[1])?;
+        let raw_header: Value = serde_json::from_slice(&rest[1])?;
+        let header: Header = serde_json::from_value(raw_header.clone())?;
         let parent: Value = serde_json::from_slice(&rest[2])?;
         let content: Value = serde_json::from_slice(&rest[4])?;
         Ok(Message {
@@ -149,6 +219,8 @@ impl Session {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             content,
+            identities: frames[..start].to_vec(),
+            raw_header,
         })
     }
 }
@@ -203,6 +275,32 @@ mod tests {
             other.decode(&frames),
             Err(WireError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn a_reply_goes_back_through_the_router_to_its_sender() {
+        let context = zmq::Context::new();
+        let router = context.socket(zmq::ROUTER).unwrap();
+        let dealer = context.socket(zmq::DEALER).unwrap();
+        router.bind("inproc://wire-router").unwrap();
+        dealer.connect("inproc://wire-router").unwrap();
+        let session = Session::new("k");
+        let id = session
+            .send(&dealer, "kernel_info_request", json!({}))
+            .unwrap();
+        let request = session.recv(&router).unwrap();
+        assert_eq!(request.identities.len(), 1, "the DEALER's routing id");
+        session
+            .reply(
+                &router,
+                &request,
+                "kernel_info_reply",
+                &json!({"status": "ok"}),
+            )
+            .unwrap();
+        let reply = session.recv(&dealer).unwrap();
+        assert!(reply.is_child_of(&id));
+        assert_eq!(reply.content["status"], "ok");
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn compile_error_fails_the_cell_with_rustc_words() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let line = run.cell(0);
     assert!(
-        line.contains("FAILED") && line.contains("compile error: [E0308]"),
+        line.contains("FAILED") && line.contains("compile error: error[E0308]"),
         "{line}"
     );
     assert!(run.cell(1).contains(" ok"), "{}", run.stdout);
@@ -159,7 +159,7 @@ fn process_exit_is_a_crash_and_later_cells_run_without_state() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
         run.cell(1)
-            .contains("crashed: Subprocess terminated with status: exit status: 1"),
+            .contains("crashed: The process running the cells exited with status 1"),
         "{}",
         run.stdout
     );
@@ -271,11 +271,6 @@ fn setup_is_idempotent() {
 
     let second = conclab_kernel(&args);
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
-    assert!(
-        second.stdout.contains("already installed"),
-        "{}",
-        second.stdout
-    );
     assert_eq!(
         second.stdout.matches("unchanged").count(),
         2,
