@@ -39,6 +39,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
     }
 }
 
+/// This user's conclab folder on this machine, `/var/tmp/conclab-<uid>` (or under
+/// `/tmp`): outside any repository and outside the home folder, which both the kernel's
+/// scratch folder and its build folders need (see [`Layout::scratch_dir`]).
+pub fn machine_dir() -> PathBuf {
+    let base = if Path::new("/var/tmp").is_dir() {
+        "/var/tmp"
+    } else {
+        "/tmp"
+    };
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(base).join(format!("conclab-{uid}"))
+}
+
 /// The repository's folders setup works with.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -73,16 +87,7 @@ impl Layout {
     /// extra `..` is harmless only when the path to the toolchain climbs to `/` anyway,
     /// which fails under the home folder that holds `~/.rustup`.
     pub fn scratch_dir(&self) -> PathBuf {
-        let base = if Path::new("/var/tmp").is_dir() {
-            "/var/tmp"
-        } else {
-            "/tmp"
-        };
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
-        PathBuf::from(base)
-            .join(format!("conclab-{uid}"))
-            .join("evcxr-scratch")
+        machine_dir().join("evcxr-scratch")
     }
 
     pub fn notebooks(&self) -> PathBuf {

@@ -300,7 +300,8 @@ fn every_failure_is_an_error_in_its_own_cell_and_state_survives_where_evcxr_keep
     assert_eq!(answer.text("stdout"), "before\n");
     assert!(
         !answer.text("stderr").contains("panicked"),
-        "the panic is the error, not stream text"
+        "the panic is the error, not stream text: {:?}",
+        answer.text("stderr")
     );
 
     // evcxr keeps the variables of earlier cells after a panic.

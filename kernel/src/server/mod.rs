@@ -343,16 +343,7 @@ fn slots_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CONCLAB_BUILD_SLOTS") {
         return PathBuf::from(dir);
     }
-    let base = if Path::new("/var/tmp").is_dir() {
-        "/var/tmp"
-    } else {
-        "/tmp"
-    };
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    PathBuf::from(base)
-        .join(format!("conclab-{uid}"))
-        .join("build-slots")
+    crate::setup::machine_dir().join("build-slots")
 }
 
 /// Takes a build folder no other kernel is using, and keeps it for this kernel's life.

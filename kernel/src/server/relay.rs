@@ -281,9 +281,9 @@ fn relay(events: File) -> io::Result<ExitStatus> {
             }
             return Err(error);
         }
-        if err_open && fds[1].revents != 0 {
-            err_open = read_available(&mut err, |bytes| splitter.stderr(bytes))?;
-        }
+        // Stdout first: a line the cell printed before its panic must not come after
+        // the panic report that was waiting on stderr. Markers on stdout take what
+        // waits on stderr themselves.
         if out_open && fds[0].revents != 0 {
             let mut pending: Vec<u8> = Vec::new();
             out_open = read_available(&mut out, |bytes| {
@@ -295,6 +295,9 @@ fn relay(events: File) -> io::Result<ExitStatus> {
                 read_available(err_ref, |bytes| splitter.stderr(bytes)).map(|_| ())
             })?;
             splitter.report_flush()?;
+        }
+        if err_open && fds[1].revents != 0 {
+            err_open = read_available(&mut err, |bytes| splitter.stderr(bytes))?;
         }
         if fds[2].revents != 0 {
             break;

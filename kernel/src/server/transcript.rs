@@ -112,8 +112,12 @@ impl Transcript {
         push(shown, "stderr", &held);
     }
 
+    /// Whether held text should be shown if no event comes within [`HOLD`]. A panic
+    /// report of the cell's thread is kept until the next event instead: unwinding
+    /// before evcxr's panic marker can take longer than any pause worth waiting for
+    /// (the first unwind in a new cell library loads its unwind tables).
     pub fn is_holding(&self) -> bool {
-        !self.held.is_empty()
+        !self.held.is_empty() && split_panic_report(&self.held).1.is_none()
     }
 
     /// How the cell ended; what is still held is returned for showing.
@@ -238,6 +242,21 @@ mod tests {
         assert_eq!(shown.len(), 2);
         assert_eq!(shown[0].name, "stderr");
         assert_eq!(shown[1].text, "out\n");
+    }
+
+    #[test]
+    fn a_cell_panic_report_is_held_until_its_marker() {
+        let mut transcript = Transcript::new();
+        transcript.take(stderr(
+            "thread '<unnamed>' panicked at src/lib.rs:4:1:\nboom\n",
+        ));
+        assert!(
+            !transcript.is_holding(),
+            "no pause lets a cell's panic report out"
+        );
+        let mut plain = Transcript::new();
+        plain.take(stderr("just text\n"));
+        assert!(plain.is_holding());
     }
 
     #[test]
