@@ -5,7 +5,7 @@
 //! the failure. Needs the `conclab` kernel (`conclab-kernel setup`) and cgroup v1, as
 //! grading itself does.
 
-#[path = "../../tests/support/command.rs"]
+#[path = "support/command.rs"]
 mod command;
 
 use serde_json::Value;

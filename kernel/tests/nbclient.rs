@@ -6,7 +6,7 @@
 //! The test installs nbclient with pip into the repository's `.venv` (git ignores it);
 //! the kernel must be registered first (`conclab-kernel setup`, as the README says).
 
-#[path = "../../tests/support/command.rs"]
+#[path = "support/command.rs"]
 mod command;
 
 use serde_json::Value;

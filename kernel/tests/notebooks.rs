@@ -5,8 +5,9 @@
 //! `"conclab": {"expect": ["Factorial of 10 is 3628800"]}`; each string must occur in the
 //! cell's recorded text output (stdout, stderr or a plain-text result).
 //!
-//! The runner is `conclab-kernel`, which `cargo test --workspace` builds beside this test;
-//! the kernel itself is installed by `conclab-kernel setup` (see the README).
+//! The runner is this package's own `conclab-kernel` binary (cargo builds it for its
+//! integration tests); the kernel itself is installed by `conclab-kernel setup` (see the
+//! README).
 
 #[path = "support/command.rs"]
 mod command;
@@ -26,21 +27,12 @@ const HANG_GUARD: Duration = Duration::from_secs(900);
 
 static ONE_KERNEL_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn runner() -> PathBuf {
-    // target/<profile>/deps/notebooks-<hash> -> target/<profile>/conclab-kernel
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let runner = profile_dir.join("conclab-kernel");
-    assert!(
-        runner.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` (which builds it)",
-        runner.display()
-    );
-    runner
+fn runner() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_conclab-kernel"))
 }
 
 fn notebooks() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../notebooks");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())

@@ -1,6 +1,6 @@
 //! Running a command from a test: its exit status and its stdout and stderr joined, with a
-//! hang guard. Shared by the root package's notebook test and the kernel's assignment
-//! test (through `#[path]`), which both drive the `conclab-kernel` binary.
+//! hang guard. Shared (through `#[path]`) by the kernel's test files that drive the
+//! `conclab-kernel` binary: notebooks, assignments, nbclient.
 
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
