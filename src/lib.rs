@@ -36,8 +36,9 @@ pub mod prelude;
 pub mod queue;
 pub mod threading;
 
-// What every blocking primitive above sleeps on: nothing kept in a static (see sync.rs).
-mod futex;
+// The operating system behind one door (system calls, futexes, shared memory), and the
+// blocking building blocks of the thread side (std's, or loom's under `--cfg loom`).
+mod os;
 mod sync;
 
 // Pictures: what happened, drawn (issue 7).

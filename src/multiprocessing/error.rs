@@ -88,22 +88,31 @@ pub enum MpError {
     /// The worker running a task died; the pool replaced the worker.
     #[error("the worker running this task died ({0}); the pool replaced it and delivered every other result")]
     WorkerDied(String),
-    /// The pool no longer accepts work.
-    #[error("the pool is {0}, so it takes no new tasks; create a new pool")]
-    PoolClosed(&'static str),
+    /// The pool was closed ([`Pool::close`](super::Pool::close)), so it takes no new tasks.
+    #[error("the pool is closed, so it takes no new tasks; create a new pool")]
+    PoolClosed,
+    /// The pool was terminated ([`Pool::terminate`](super::Pool::terminate), or dropped):
+    /// it takes no new tasks, and the tasks it had not finished were cancelled.
+    #[error("the pool was terminated, so this task was cancelled and no new ones run; create a new pool")]
+    PoolTerminated,
+    /// [`Pool::join`](super::Pool::join) was called on a pool that is still open.
+    #[error(
+        "join() waits for a closed pool, but this one is still open; call close() before join()"
+    )]
+    PoolStillOpen,
+    /// Work was waited for in a pool whose workers are gone (it was joined or
+    /// terminated), so it can never finish.
+    #[error("the pool has no workers left (it was joined or terminated), so this work cannot run; create a new pool")]
+    PoolWithoutWorkers,
+    /// The result was taken already: each task's result is handed out once.
+    #[error("this result was already taken; each result is handed out once")]
+    ResultTaken,
     /// The manager's server answered with an error.
     #[error("the manager could not do that: {0}")]
     Manager(String),
 }
 
 impl MpError {
-    pub(crate) fn os(what: &'static str) -> MpError {
-        MpError::Os {
-            what,
-            message: std::io::Error::last_os_error().to_string(),
-        }
-    }
-
     pub(crate) fn io(what: &'static str, err: &std::io::Error) -> MpError {
         MpError::Os {
             what,

@@ -70,7 +70,9 @@ fn task_error(e: MpError) -> TaskError {
     match e {
         MpError::TaskPanicked(m) => TaskError::Panicked(m),
         MpError::WorkerDied(m) => TaskError::WorkerDied(m),
-        MpError::PoolClosed(_) => TaskError::Shutdown,
+        MpError::PoolClosed | MpError::PoolTerminated | MpError::PoolWithoutWorkers => {
+            TaskError::Shutdown
+        }
         other => TaskError::WorkerDied(other.to_string()),
     }
 }
@@ -100,7 +102,7 @@ pub struct ProcessPoolExecutor {
     tx: Mutex<Option<Sender<Msg>>>,
     driver: Mutex<Option<std::thread::JoinHandle<()>>>,
     workers: usize,
-    owner: libc::pid_t,
+    owner: u32,
 }
 
 impl std::fmt::Debug for ProcessPoolExecutor {
@@ -131,8 +133,7 @@ impl ProcessPoolExecutor {
             tx: Mutex::new(Some(tx)),
             driver: Mutex::new(Some(driver)),
             workers,
-            // SAFETY: getpid has no preconditions.
-            owner: unsafe { libc::getpid() },
+            owner: std::process::id(),
         })
     }
 
@@ -248,8 +249,7 @@ impl ProcessPoolExecutor {
 
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
-        // SAFETY: getpid has no preconditions.
-        if unsafe { libc::getpid() } != self.owner {
+        if std::process::id() != self.owner {
             // A copy inside a forked child: the driver thread does not exist here, and
             // joining it would hang.
             return;

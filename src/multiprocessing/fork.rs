@@ -12,36 +12,13 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use super::MpError;
+use crate::os::fd;
+use crate::os::process::{self, Fork};
 
-/// How many threads this process has. This runs at every fork.
-///
-/// glibc's `__libc_single_threaded` answers for a process that never started a second
-/// thread, with no system call. Once a thread was started it stays false, and the count
-/// comes from procfs: `/proc/self/task` has one entry per thread, and its link count is
-/// that number plus two (one `stat`, about 2 us here).
-pub(crate) fn thread_count() -> usize {
-    #[cfg(target_env = "gnu")]
-    {
-        extern "C" {
-            // glibc 2.32 and later (<sys/single_threaded.h>).
-            static __libc_single_threaded: libc::c_char;
-        }
-        // SAFETY: a byte glibc writes when this process starts its first thread. While it
-        // reads true this is the only thread, so nothing writes it during the read.
-        if unsafe { std::ptr::read_volatile(&raw const __libc_single_threaded) } != 0 {
-            return 1;
-        }
-    }
-    // SAFETY: stat into a zeroed struct with a static path.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::stat(c"/proc/self/task".as_ptr(), &mut st) } < 0 {
-        return 1;
-    }
-    (st.st_nlink as usize).saturating_sub(2).max(1)
-}
+pub(crate) use crate::os::process::{thread_count, Exit, Pid};
 
 /// Prints CPython 3.12's warning (gh-100228) when other threads exist at a fork.
 pub(crate) fn warn_if_threads(what: &str) {
@@ -63,7 +40,7 @@ pub(crate) fn flush_std() {
     let _ = std::io::stdout().flush();
 }
 
-/// Forks. `Ok(0)` in the child, the child's pid in the parent. In the child, descriptor 0
+/// Forks. `Ok(None)` in the child, the child's pid in the parent. In the child, descriptor 0
 /// is already `stdin`, or `/dev/null` when that is `None`: never the parent's stdin, which
 /// in evcxr is the kernel's command pipe.
 ///
@@ -88,42 +65,27 @@ pub(crate) fn flush_std() {
 // fresh child faults in every code region it runs, and one region fewer was about 4 us
 // less per start in a fork loop.
 #[inline]
-pub(crate) unsafe fn fork_raw(stdin: Option<BorrowedFd<'_>>) -> Result<libc::pid_t, MpError> {
+pub(crate) unsafe fn fork_raw(stdin: Option<BorrowedFd<'_>>) -> Result<Option<Pid>, MpError> {
     flush_std();
+    // Dropped on both sides of the fork: the child keeps only its copy on descriptor 0.
     let null = match stdin {
-        Some(_) => -1,
-        // SAFETY: a plain open; the descriptor is closed on both sides below.
-        None => unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) },
+        Some(_) => None,
+        None => fd::dev_null_path().ok(),
     };
-    let new_stdin = stdin.map_or(null, |fd| fd.as_raw_fd());
+    let new_stdin = stdin.or_else(|| null.as_ref().map(|fd| fd.as_fd()));
     // SAFETY: the caller upholds fork's contract (see above).
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: descriptor juggling in the child on descriptors it owns; dup2 clears
-        // close-on-exec on the copy, as a real stdin has it.
-        unsafe {
-            if new_stdin >= 0 {
-                libc::dup2(new_stdin, 0);
-            } else {
-                libc::close(0);
+    match unsafe { process::fork() } {
+        Ok(Fork::Child) => {
+            // dup2 clears close-on-exec on the copy, as a real stdin has it.
+            match new_stdin {
+                Some(fd) if fd::set_stdin(fd).is_ok() => {}
+                _ => fd::close_stdin(),
             }
-            if null >= 0 {
-                libc::close(null);
-            }
+            Ok(None)
         }
-        return Ok(0);
+        Ok(Fork::Parent(pid)) => Ok(Some(pid)),
+        Err(error) => Err(MpError::io("fork a child process", &error)),
     }
-    // Read errno before close can touch it.
-    let outcome = if pid < 0 {
-        Err(MpError::os("fork a child process"))
-    } else {
-        Ok(pid)
-    };
-    if null >= 0 {
-        // SAFETY: the parent's copy, opened above.
-        unsafe { libc::close(null) };
-    }
-    outcome
 }
 
 /// What a forked child's panic hook reports and records.
@@ -180,9 +142,9 @@ fn report_child_panic(info: &std::panic::PanicHookInfo<'_>) {
         .location()
         .map(|l| format!(" at {}:{}", l.file(), l.line()))
         .unwrap_or_default();
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    // SAFETY: set by `child_enter`, whose caller keeps it in place until `child_exit`.
+    let pid = std::process::id();
+    // SAFETY: set by `child_enter`, whose caller keeps it in place until `child_exit`,
+    // and only ever read on this thread.
     match unsafe { CHILD.with(Cell::get).as_ref() } {
         Some(child) => {
             let name = child
@@ -205,8 +167,7 @@ fn report_child_panic(info: &std::panic::PanicHookInfo<'_>) {
 pub(crate) fn child_exit(code: i32) -> ! {
     flush_std();
     CHILD.with(|child| child.set(std::ptr::null()));
-    // SAFETY: _exit never returns and runs nothing of the parent's.
-    unsafe { libc::_exit(code) }
+    process::exit_now(code)
 }
 
 /// The text of a panic payload.
@@ -220,94 +181,12 @@ pub(crate) fn payload_str(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// A pidfd for `pid`: it polls readable when the process has ended, and signals sent
-/// through it can never hit a recycled pid.
-pub(crate) fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, MpError> {
-    // SAFETY: the syscall returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(MpError::os("open a pidfd for the child"));
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+/// A pidfd for the child `pid`.
+pub(crate) fn pidfd_open(pid: Pid) -> Result<process::PidFd, MpError> {
+    process::PidFd::open(pid).map_err(|e| MpError::io("open a pidfd for the child", &e))
 }
 
-/// Sends `sig` through a pidfd.
-pub(crate) fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> Result<(), MpError> {
-    // SAFETY: the pidfd is valid; a null siginfo is allowed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        let err = std::io::Error::last_os_error();
-        // ESRCH: it has already ended, which is what the caller wanted.
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(());
-        }
-        return Err(MpError::io("send a signal to the child", &err));
-    }
-    Ok(())
-}
-
-/// Blocks until `pid` has ended and returns its raw wait status.
-pub(crate) fn reap(pid: libc::pid_t) -> Result<i32, MpError> {
-    let mut status = 0;
-    loop {
-        // SAFETY: status is a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(status);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(MpError::io("wait for the child", &err));
-        }
-    }
-}
-
-/// CPython's exit code convention: the exit status, or minus the signal number.
-pub(crate) fn exitcode(status: i32) -> i32 {
-    if libc::WIFSIGNALED(status) {
-        -libc::WTERMSIG(status)
-    } else {
-        libc::WEXITSTATUS(status)
-    }
-}
-
-/// `SIGKILL` for 9, and so on.
-pub(crate) fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        _ => return format!("signal {sig}"),
-    };
-    name.to_string()
-}
-
-/// "killed by signal SIGKILL" or "exited with code 3".
-pub(crate) fn describe_status(status: i32) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", signal_name(libc::WTERMSIG(status)))
-    } else {
-        format!("exited with code {}", libc::WEXITSTATUS(status))
-    }
+/// Blocks until the child `pid` has ended and reaps it.
+pub(crate) fn reap(pid: Pid) -> Result<Exit, MpError> {
+    process::wait(pid).map_err(|e| MpError::io("wait for the child", &e))
 }

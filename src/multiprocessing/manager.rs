@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::Arc;
@@ -24,8 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::codec;
-use super::fork;
+use super::fork::{self, Pid};
 use super::MpError;
+use crate::os::fd::{self as os_fd, PollFd, PollFlags};
+use crate::os::process::{PidFd, Signal};
 
 type Bytes = Vec<u8>;
 
@@ -85,9 +87,9 @@ enum Obj {
 /// ```
 pub struct Manager {
     name: Arc<String>,
-    pid: libc::pid_t,
-    pidfd: OwnedFd,
-    owner: libc::pid_t,
+    pid: Pid,
+    pidfd: PidFd,
+    owner: u32,
     lifeline: Option<OwnedFd>,
     control: Conn,
 }
@@ -101,7 +103,7 @@ impl std::fmt::Debug for Manager {
 /// A per-process connection to the server.
 struct Conn {
     name: Arc<String>,
-    stream: Mutex<Option<(libc::pid_t, UnixStream)>>,
+    stream: Mutex<Option<(u32, UnixStream)>>,
 }
 
 impl Conn {
@@ -113,8 +115,7 @@ impl Conn {
     }
 
     fn call(&self, req: &Req) -> Result<Resp, MpError> {
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
+        let me = std::process::id();
         let mut guard = self.stream.lock();
         if guard.as_ref().is_none_or(|(pid, _)| *pid != me) {
             // A connection inherited through fork is shared with the parent: make our own.
@@ -132,7 +133,7 @@ impl Conn {
             return Err(MpError::Eof);
         };
         let frame = codec::frame(req)?;
-        let fd = stream.as_raw_fd();
+        let fd = stream.as_fd();
         let result = codec::write_all(fd, &frame, true).and_then(|()| codec::read_frame(fd));
         match result {
             Ok(bytes) => match codec::decode::<Resp>(&bytes)? {
@@ -155,8 +156,7 @@ impl Manager {
     /// assert!(m.pid() > 0);
     /// ```
     pub fn new() -> Result<Manager, MpError> {
-        // SAFETY: getpid has no preconditions.
-        let owner = unsafe { libc::getpid() };
+        let owner = std::process::id();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -168,11 +168,10 @@ impl Manager {
         let (life_read, life_write) = codec::pipe()?;
         fork::warn_if_threads("Manager::new");
         // SAFETY: the child runs `serve`, which never returns.
-        let pid = unsafe { fork::fork_raw(None)? };
-        if pid == 0 {
+        let Some(pid) = (unsafe { fork::fork_raw(None)? }) else {
             drop(life_write);
             serve(listener, life_read);
-        }
+        };
         drop(listener);
         drop(life_read);
         let pidfd = fork::pidfd_open(pid)?;
@@ -194,7 +193,7 @@ impl Manager {
     /// assert_ne!(m.pid() as u32, std::process::id());
     /// ```
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.pid.as_raw()
     }
 
     /// A new empty shared list (Python's `manager.list()`).
@@ -258,9 +257,11 @@ impl Manager {
         let _ = self.control.call(&Req::Shutdown);
         self.lifeline = None;
         let deadline = Instant::now() + Duration::from_secs(5);
-        let ended = codec::wait_readable(self.pidfd.as_raw_fd(), Some(Duration::from_secs(5)))?;
+        let ended = codec::wait_readable(self.pidfd.as_fd(), Some(Duration::from_secs(5)))?;
         if !ended || Instant::now() > deadline {
-            fork::pidfd_signal(&self.pidfd, libc::SIGKILL)?;
+            self.pidfd
+                .signal(Signal::SIGKILL)
+                .map_err(|e| MpError::io("send a signal to the manager", &e))?;
         }
         fork::reap(self.pid).map(|_| ())
     }
@@ -268,8 +269,7 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        // SAFETY: getpid has no preconditions.
-        if unsafe { libc::getpid() } != self.owner {
+        if std::process::id() != self.owner {
             if let Some(fd) = self.lifeline.take() {
                 drop(fd);
             }
@@ -293,26 +293,17 @@ fn serve(listener: UnixListener, lifeline: OwnedFd) -> ! {
     let objects: Arc<Mutex<HashMap<u64, Obj>>> = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: lifeline.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(lifeline.as_fd(), PollFlags::POLLIN),
         ];
-        // SAFETY: two valid pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
+        if os_fd::poll(&mut fds, None).unwrap_or(0) == 0 {
             continue;
         }
-        if fds[1].revents != 0 {
+        let (incoming, orphaned) = (os_fd::has_events(&fds[0]), os_fd::has_events(&fds[1]));
+        if orphaned {
             fork::child_exit(0);
         }
-        if fds[0].revents != 0 {
+        if incoming {
             if let Ok((stream, _)) = listener.accept() {
                 let objects = Arc::clone(&objects);
                 std::thread::spawn(move || handle(stream, objects));
@@ -322,7 +313,7 @@ fn serve(listener: UnixListener, lifeline: OwnedFd) -> ! {
 }
 
 fn handle(stream: UnixStream, objects: Arc<Mutex<HashMap<u64, Obj>>>) {
-    let fd = stream.as_raw_fd();
+    let fd = stream.as_fd();
     while let Ok(bytes) = codec::read_frame(fd) {
         let (resp, stop) = match codec::decode::<Req>(&bytes) {
             Ok(Req::Shutdown) => (Resp::Done, true),

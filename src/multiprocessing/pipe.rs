@@ -1,6 +1,6 @@
 //! `Pipe` and `Connection`: typed messages over a Unix socket pair.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::sync::Mutex;
@@ -86,7 +86,7 @@ impl Connection {
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), MpError> {
         let frame = codec::frame(value)?;
         let _guard = self.send_lock.lock();
-        codec::write_all(self.fd.as_raw_fd(), &frame, true)
+        codec::write_all(self.fd.as_fd(), &frame, true)
     }
 
     /// Receives one value, blocking until it arrives. [`MpError::Eof`] once the other end
@@ -102,7 +102,7 @@ impl Connection {
     /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, MpError> {
         let _guard = self.recv_lock.lock();
-        let bytes = codec::read_frame(self.fd.as_raw_fd())?;
+        let bytes = codec::read_frame(self.fd.as_fd())?;
         codec::decode(&bytes)
     }
 
@@ -117,10 +117,10 @@ impl Connection {
     /// ```
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, MpError> {
         let _guard = self.recv_lock.lock();
-        if !codec::wait_readable(self.fd.as_raw_fd(), Some(timeout))? {
+        if !codec::wait_readable(self.fd.as_fd(), Some(timeout))? {
             return Err(MpError::Timeout(timeout));
         }
-        let bytes = codec::read_frame(self.fd.as_raw_fd())?;
+        let bytes = codec::read_frame(self.fd.as_fd())?;
         codec::decode(&bytes)
     }
 
@@ -136,7 +136,7 @@ impl Connection {
     /// assert!(b.poll(Some(Duration::from_secs(5))).unwrap());
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, MpError> {
-        codec::wait_readable(self.fd.as_raw_fd(), timeout)
+        codec::wait_readable(self.fd.as_fd(), timeout)
     }
 
     /// Closes this end (Python's `close()`); the other end then sees [`MpError::Eof`].

@@ -1,7 +1,7 @@
 //! `Process`: a forked child running a closure, with its result coming back through serde.
 
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::codec;
-use super::fork;
+use super::fork::{self, Exit, Pid};
 use super::MpError;
+use crate::os::fd;
+use crate::os::process::{self as os_process, PidFd, Signal};
 
 /// How long dropping an unjoined [`Process`] waits before it kills the child.
 pub const DEFAULT_DROP_GRACE: Duration = Duration::from_secs(10);
@@ -29,7 +31,7 @@ const HEADER: usize = 9;
 /// whatever a child writes there never reaches the frame. The file is sparse, so the gap
 /// costs nothing, and the frame carries its own length, so the file's size, which such a
 /// write changes, is never needed.
-const STDIN_AT: i64 = 1 << 40;
+const STDIN_AT: u64 = 1 << 40;
 
 /// A child process running a closure: Python's `multiprocessing.Process` with the fork
 /// start method, whose `join` also hands back the closure's return value.
@@ -52,14 +54,14 @@ const STDIN_AT: i64 = 1 << 40;
 /// assert_eq!(p.join().unwrap(), 42);
 /// ```
 pub struct Process<R> {
-    pid: libc::pid_t,
+    pid: Pid,
     name: std::sync::OnceLock<String>,
     given_name: Option<String>,
     // Opened on first need (a timed wait, a drop): the plain spawn + join path stays as
     // short as a bare fork + waitpid. Signals go by pid, which is safe because only this
     // handle reaps the child, so its pid cannot be recycled before we are done with it.
-    pidfd: std::sync::OnceLock<OwnedFd>,
-    owner: libc::pid_t,
+    pidfd: std::sync::OnceLock<PidFd>,
+    owner: u32,
     drop_grace: Duration,
     state: Mutex<State>,
     _result: PhantomData<fn() -> R>,
@@ -70,7 +72,7 @@ struct State {
     /// The result's tag byte, once read (`None`: the child wrote no result).
     tag: Option<u8>,
     body: Vec<u8>,
-    status: Option<i32>,
+    status: Option<Exit>,
 }
 
 /// Options for a [`Process`] before it starts: its name and its drop grace period.
@@ -157,10 +159,9 @@ impl ProcessBuilder {
     {
         let result_file = memfd()?;
         // SAFETY: the child branch ends in child_exit and never returns.
-        let pid = unsafe { fork::fork_raw(Some(result_file.as_fd()))? };
-        if pid == 0 {
+        let Some(pid) = (unsafe { fork::fork_raw(Some(result_file.as_fd()))? }) else {
             run_child(self.name, f, result_file);
-        }
+        };
         // Counted after the fork, while the child already runs on another core: the
         // count is the same either way, and this keeps it off the start-up path.
         fork::warn_if_threads("Process::spawn");
@@ -169,8 +170,7 @@ impl ProcessBuilder {
             name: std::sync::OnceLock::new(),
             given_name: self.name,
             pidfd: std::sync::OnceLock::new(),
-            // SAFETY: getpid has no preconditions.
-            owner: unsafe { libc::getpid() },
+            owner: std::process::id(),
             drop_grace: self.drop_grace,
             state: Mutex::new(State {
                 result_fd: Some(result_file),
@@ -256,7 +256,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// assert_eq!(p.join().unwrap() as i32, pid);
     /// ```
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.pid.as_raw()
     }
 
     /// The child's name (Python's `name`).
@@ -325,7 +325,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// ```
     pub fn exitcode(&self) -> Option<i32> {
         let _ = self.wait_until(Some(Instant::now()));
-        self.state.lock().status.map(fork::exitcode)
+        self.state.lock().status.map(Exit::exitcode)
     }
 
     /// Asks the child to stop with SIGTERM (Python's `terminate`). Join it afterwards.
@@ -337,7 +337,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// assert!(matches!(p.join(), Err(MpError::Signaled { signal, .. }) if signal == "SIGTERM"));
     /// ```
     pub fn terminate(&self) -> Result<(), MpError> {
-        self.signal(libc::SIGTERM)
+        self.signal(Signal::SIGTERM)
     }
 
     /// Kills the child with SIGKILL (Python's `kill`). Join it afterwards.
@@ -348,23 +348,17 @@ impl<R: DeserializeOwned> Process<R> {
     /// assert_eq!(p.join().unwrap_err().to_string().contains("SIGKILL"), true);
     /// ```
     pub fn kill(&self) -> Result<(), MpError> {
-        self.signal(libc::SIGKILL)
+        self.signal(Signal::SIGKILL)
     }
 
-    fn signal(&self, sig: i32) -> Result<(), MpError> {
+    fn signal(&self, signal: Signal) -> Result<(), MpError> {
         if self.state.lock().status.is_some() {
             return Ok(());
         }
         // Not reaped yet (checked above under the lock we hold no longer, but only this
         // handle reaps), so the pid is still ours, at worst a zombie.
-        // SAFETY: kill has no memory preconditions.
-        if unsafe { libc::kill(self.pid, sig) } < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                return Err(MpError::io("send a signal to the child", &err));
-            }
-        }
-        Ok(())
+        os_process::kill(self.pid, signal)
+            .map_err(|e| MpError::io("send a signal to the child", &e))
     }
 
     /// Waits on the pidfd until the child has ended and reaps it, or until `deadline`.
@@ -378,7 +372,7 @@ impl<R: DeserializeOwned> Process<R> {
         // Without a deadline, waitpid alone does the waiting (as the raw floor does).
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
-            if !codec::wait_readable(self.pidfd()?.as_raw_fd(), Some(left))? {
+            if !codec::wait_readable(self.pidfd()?.as_fd(), Some(left))? {
                 return Ok(false);
             }
         }
@@ -390,7 +384,7 @@ impl<R: DeserializeOwned> Process<R> {
         Ok(true)
     }
 
-    fn pidfd(&self) -> Result<&OwnedFd, MpError> {
+    fn pidfd(&self) -> Result<&PidFd, MpError> {
         if let Some(fd) = self.pidfd.get() {
             return Ok(fd);
         }
@@ -400,45 +394,39 @@ impl<R: DeserializeOwned> Process<R> {
 
     fn outcome(&self) -> Result<R, MpError> {
         let st = self.state.lock();
-        let status = st.status.unwrap_or(0);
-        let signaled = || MpError::Signaled {
+        let status = st.status.unwrap_or(Exit::CLEAN);
+        let signaled = |signal: i32| MpError::Signaled {
             name: self.name().to_string(),
-            pid: self.pid,
-            signal: fork::signal_name(libc::WTERMSIG(status)),
+            pid: self.pid(),
+            signal: os_process::signal_name(signal),
         };
         let body = st.body.as_slice();
         match st.tag {
             // A signal during a large write can leave the body cut short; bincode never
             // decodes a strict prefix of an encoding, so that shows up here.
-            Some(TAG_VALUE) => codec::decode(body).map_err(|error| {
-                if libc::WIFSIGNALED(status) {
-                    signaled()
-                } else {
-                    error
-                }
-            }),
+            Some(TAG_VALUE) => {
+                codec::decode(body).map_err(|error| status.signal().map_or(error, signaled))
+            }
             Some(TAG_PANIC) => Err(MpError::Panicked {
                 name: self.name().to_string(),
-                pid: self.pid,
+                pid: self.pid(),
                 message: String::from_utf8_lossy(body).into_owned(),
             }),
             Some(TAG_ENCODE_FAILED) => {
                 Err(MpError::Codec(String::from_utf8_lossy(body).into_owned()))
             }
-            _ if libc::WIFSIGNALED(status) => Err(signaled()),
+            _ if status.signal().is_some() => Err(signaled(status.signal().unwrap_or_default())),
             // Nothing written and status 0: a value that encodes to nothing (see
             // `write_result`), or an early `exit(0)`, which for such a value is the same.
-            None if libc::WEXITSTATUS(status) == 0 => {
-                codec::decode(&[]).map_err(|_| MpError::NoResult {
-                    name: self.name().to_string(),
-                    pid: self.pid,
-                    code: 0,
-                })
-            }
+            None if status.is_clean() => codec::decode(&[]).map_err(|_| MpError::NoResult {
+                name: self.name().to_string(),
+                pid: self.pid(),
+                code: 0,
+            }),
             _ => Err(MpError::NoResult {
                 name: self.name().to_string(),
-                pid: self.pid,
-                code: libc::WEXITSTATUS(status),
+                pid: self.pid(),
+                code: status.code().unwrap_or(0),
             }),
         }
     }
@@ -450,15 +438,14 @@ impl<R> std::fmt::Debug for Process<R> {
         f.debug_struct("Process")
             .field("name", &self.given_name)
             .field("pid", &self.pid)
-            .field("exitcode", &status.map(fork::exitcode))
+            .field("exitcode", &status.map(Exit::exitcode))
             .finish()
     }
 }
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        // SAFETY: getpid has no preconditions.
-        if unsafe { libc::getpid() } != self.owner {
+        if std::process::id() != self.owner {
             return; // a copy of the handle inside a forked child: not our child to reap
         }
         let mut st = self.state.lock();
@@ -466,7 +453,7 @@ impl<R> Drop for Process<R> {
             return;
         }
         let ended = match fork::pidfd_open(self.pid) {
-            Ok(fd) => codec::wait_readable(fd.as_raw_fd(), Some(self.drop_grace)),
+            Ok(fd) => codec::wait_readable(fd.as_fd(), Some(self.drop_grace)),
             Err(e) => Err(e),
         };
         if !matches!(ended, Ok(true)) {
@@ -477,8 +464,8 @@ impl<R> Drop for Process<R> {
                 self.pid,
                 self.drop_grace
             );
-            // SAFETY: our own unreaped child.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            // Our own unreaped child: its pid cannot have been recycled.
+            let _ = os_process::kill(self.pid, Signal::SIGKILL);
         }
         st.result_fd = None;
         let _ = fork::reap(self.pid);
@@ -489,36 +476,15 @@ impl<R> Drop for Process<R> {
 /// so a child with a large result ends without waiting for the parent to read. The child
 /// also gets it as stdin, positioned at [`STDIN_AT`], where reads find the end of the file.
 fn memfd() -> Result<OwnedFd, MpError> {
-    // SAFETY: a fresh memfd; checked for failure.
-    let fd = unsafe { libc::memfd_create(c"conclab-result".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(MpError::os("create a memory file for the child's result"));
-    }
-    // SAFETY: fd is new and ours.
-    let file: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
-    // SAFETY: moving the position of our own descriptor.
-    if unsafe { libc::lseek64(file.as_raw_fd(), STDIN_AT, libc::SEEK_SET) } < 0 {
-        return Err(MpError::os("prepare a memory file for the child's result"));
-    }
+    let file = fd::memfd(c"conclab-result")
+        .map_err(|e| MpError::io("create a memory file for the child's result", &e))?;
+    fd::seek_to(&file, STDIN_AT)
+        .map_err(|e| MpError::io("prepare a memory file for the child's result", &e))?;
     Ok(file)
 }
 
-fn pwrite_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), MpError> {
-    let mut at: libc::off_t = 0;
-    while !buf.is_empty() {
-        // SAFETY: a valid buffer and descriptor.
-        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(MpError::io("write the child's result", &err));
-        }
-        buf = &buf[n as usize..];
-        at += n as libc::off_t;
-    }
-    Ok(())
+fn pwrite_all(file: &OwnedFd, buf: &[u8]) -> Result<(), MpError> {
+    fd::pwrite_all(file.as_fd(), buf, 0).map_err(|e| MpError::io("write the child's result", &e))
 }
 
 /// Reads the child's result frame: its tag (`None` when the child wrote nothing) and body.
@@ -557,33 +523,15 @@ fn read_result(fd: &OwnedFd) -> Result<(Option<u8>, Vec<u8>), MpError> {
 }
 
 /// Reads at `offset` until `buf` is full or the file ends; returns the bytes read.
-fn pread_full(fd: &OwnedFd, buf: &mut [u8], offset: usize) -> Result<usize, MpError> {
+fn pread_full(file: &OwnedFd, buf: &mut [u8], offset: usize) -> Result<usize, MpError> {
     let mut at = 0usize;
     while at < buf.len() {
-        let rest = &mut buf[at..];
-        let Ok(position) = libc::off_t::try_from(offset + at) else {
-            break;
-        };
-        // SAFETY: a valid buffer and descriptor.
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                rest.as_mut_ptr().cast(),
-                rest.len(),
-                position,
-            )
-        };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(MpError::io("read the child's result", &err));
-        }
+        let n = fd::pread(file.as_fd(), &mut buf[at..], (offset + at) as u64)
+            .map_err(|e| MpError::io("read the child's result", &e))?;
         if n == 0 {
             break;
         }
-        at += n.unsigned_abs();
+        at += n;
     }
     Ok(at)
 }
@@ -619,9 +567,7 @@ mod tests {
         let file = memfd().unwrap();
         // What the child would do through descriptor 0, which shares this position.
         let junk = [0xffu8; 100];
-        // SAFETY: a valid buffer and our own descriptor.
-        let n = unsafe { libc::write(file.as_raw_fd(), junk.as_ptr().cast(), junk.len()) };
-        assert_eq!(n, 100);
+        assert_eq!(fd::write(file.as_fd(), &junk).unwrap(), 100);
         assert_eq!(read_result(&file).unwrap(), (None, Vec::new()));
         write_result(&file, TAG_VALUE, b"kept").unwrap();
         assert_eq!(

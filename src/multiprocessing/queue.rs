@@ -28,7 +28,7 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,7 @@ use serde::Serialize;
 use super::codec;
 use super::shm::{RawCond, RawLock, Region};
 use super::MpError;
+use crate::os::fd;
 
 const TRUNCATE_AT: u64 = 1 << 20;
 const PUNCH_EVERY: u64 = 4 << 20;
@@ -154,18 +155,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.put_nowait(2), Err(MpError::Full));
     /// ```
     pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>, MpError> {
-        // SAFETY: a fresh memfd; checked for failure.
-        let fd = unsafe { libc::memfd_create(c"conclab-queue".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(MpError::os("create the queue's memory file"));
-        }
-        // SAFETY: fd is new and ours.
-        let file = unsafe { OwnedFd::from_raw_fd(fd) };
-        let region = Region::new(std::mem::size_of::<Header>())?;
+        let file = fd::memfd(c"conclab-queue")
+            .map_err(|e| MpError::io("create the queue's memory file", &e))?;
+        let region = super::shm::map(std::mem::size_of::<Header>())?;
         let header = region.ptr().cast::<Header>();
         // SAFETY: zeroed fresh memory of the right size; zero is a valid RawCond.
         unsafe {
-            RawLock::init(std::ptr::addr_of_mut!((*header).lock))?;
+            super::shm::init_lock(std::ptr::addr_of_mut!((*header).lock))?;
             (*header).maxsize = maxsize as u64;
         }
         Ok(Queue {
@@ -265,7 +261,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
             }
             let hm = sh.header_mut();
-            pwrite_all(sh.file.as_raw_fd(), &frame, hm.tail)?;
+            pwrite_all(sh.file.as_fd(), &frame, hm.tail)?;
             hm.tail += frame.len() as u64;
             hm.count += 1;
             hm.unfinished += 1;
@@ -290,7 +286,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
             }
             let hm = sh.header_mut();
-            let fd = sh.file.as_raw_fd();
+            let fd = sh.file.as_fd();
             let mut len = [0u8; 4];
             pread_exact(fd, &mut len, hm.head)?;
             let len = u32::from_le_bytes(len) as u64;
@@ -351,65 +347,38 @@ impl<T> Queue<T> {
     }
 }
 
-fn reclaim(fd: i32, h: &mut Header) {
+fn reclaim(file: BorrowedFd<'_>, h: &mut Header) {
     if h.count == 0 {
         let high = h.tail;
         h.head = 0;
         h.tail = 0;
         h.punched = 0;
         if high >= TRUNCATE_AT {
-            // SAFETY: truncating our own memory file.
-            unsafe { libc::ftruncate(fd, 0) };
+            // A failure only costs memory.
+            let _ = fd::truncate(file, 0);
         }
     } else if h.head - h.punched >= PUNCH_EVERY {
         let upto = h.head & !4095;
-        // SAFETY: punching out bytes nobody will read again; a failure only costs memory.
-        unsafe {
-            libc::fallocate(
-                fd,
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                h.punched as libc::off_t,
-                (upto - h.punched) as libc::off_t,
-            )
-        };
+        // Bytes nobody will read again; a failure only costs memory.
+        let _ = fd::punch_hole(file, h.punched, upto - h.punched);
         h.punched = upto;
     }
 }
 
-fn pwrite_all(fd: i32, mut buf: &[u8], mut at: u64) -> Result<(), MpError> {
-    while !buf.is_empty() {
-        // SAFETY: valid buffer and descriptor.
-        let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), at as libc::off_t) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(MpError::io("store an item in the queue", &err));
-        }
-        buf = &buf[n as usize..];
-        at += n as u64;
-    }
-    Ok(())
+fn pwrite_all(file: BorrowedFd<'_>, buf: &[u8], at: u64) -> Result<(), MpError> {
+    fd::pwrite_all(file, buf, at).map_err(|e| MpError::io("store an item in the queue", &e))
 }
 
-fn pread_exact(fd: i32, mut buf: &mut [u8], mut at: u64) -> Result<(), MpError> {
+fn pread_exact(file: BorrowedFd<'_>, mut buf: &mut [u8], mut at: u64) -> Result<(), MpError> {
     while !buf.is_empty() {
-        // SAFETY: valid buffer and descriptor.
-        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), at as libc::off_t) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(MpError::io("read an item from the queue", &err));
-        }
+        let n =
+            fd::pread(file, buf, at).map_err(|e| MpError::io("read an item from the queue", &e))?;
         if n == 0 {
             return Err(MpError::Codec(
                 "the queue's file ended inside an item".into(),
             ));
         }
-        buf = &mut buf[n as usize..];
+        buf = &mut buf[n..];
         at += n as u64;
     }
     Ok(())

@@ -47,11 +47,11 @@ struct Block<T> {
 impl<T: Pod> Block<T> {
     fn new(values: &[T]) -> Result<Block<T>, MpError> {
         let offset = data_offset::<T>();
-        let region = Region::new(offset + std::mem::size_of_val(values))?;
+        let region = super::shm::map(offset + std::mem::size_of_val(values))?;
         let header = region.ptr().cast::<Header>();
         // SAFETY: the region is fresh, zeroed, large enough and suitably aligned (page).
         unsafe {
-            RawLock::init(std::ptr::addr_of_mut!((*header).lock))?;
+            super::shm::init_lock(std::ptr::addr_of_mut!((*header).lock))?;
             (*header).len = values.len();
             let data = region.ptr().add(offset).cast::<T>();
             std::ptr::copy_nonoverlapping(values.as_ptr(), data, values.len());

@@ -34,7 +34,7 @@ const SPIN_ROUNDS: u32 = 14;
 #[cfg(not(loom))]
 mod futex_lock {
     use super::{Instant, ThreadNode, SPIN_ROUNDS};
-    use crate::futex::{self, Scope};
+    use crate::os::futex::{self, Scope};
     use std::ptr;
     use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 

@@ -206,8 +206,7 @@ impl fmt::Debug for Timeline {
 }
 
 fn current_tid() -> u32 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    crate::os::process::thread_id()
 }
 
 fn since(origin: Instant, t: Instant) -> u64 {

@@ -19,7 +19,9 @@
 //! recorder's caller is not failed, since a picture must never break the work it watches.
 
 use std::io;
-use std::ptr::{self, NonNull};
+use std::ptr;
+
+use crate::os::shm::Region;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Bytes kept of a span's label (cut on a character boundary).
@@ -81,18 +83,15 @@ pub(crate) struct RawSpan {
 
 /// The mapping. Dropping it unmaps it in this process only; a forked child keeps its own
 /// reference to the same memory.
+///
+/// It is shared between threads (it is `Send` and `Sync` through its [`Region`]) because
+/// the mapping is only reached through atomics (header counters, slot states) and through
+/// slots that one writer owns between its `fetch_add` and its `Release` store and that are
+/// immutable afterwards; no method hands out a reference into a slot still being written.
 pub(crate) struct SpanStore {
-    base: NonNull<u8>,
-    len: usize,
+    region: Region,
     capacity: usize,
 }
-
-// SAFETY: the mapping is only reached through atomics (header counters, slot states) and
-// through slots that one writer owns between its `fetch_add` and its `Release` store and
-// that are immutable afterwards, so sharing the pointer between threads is sound.
-unsafe impl Send for SpanStore {}
-// SAFETY: as above; no method hands out a reference into a slot still being written.
-unsafe impl Sync for SpanStore {}
 
 /// The longest prefix of `s` that fits in `max` bytes and ends on a character boundary.
 pub(crate) fn clip(s: &str, max: usize) -> &str {
@@ -128,48 +127,29 @@ impl SpanStore {
     /// Maps room for `capacity` spans (1 ..= [`MAX_CAPACITY`], checked by the caller).
     pub(crate) fn new(capacity: usize) -> io::Result<SpanStore> {
         let len = Self::SLOTS_OFFSET + capacity * std::mem::size_of::<Slot>();
-        // SAFETY: an anonymous mapping with no address hint has no preconditions; the
-        // result is checked against MAP_FAILED before use.
-        let raw = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(raw.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        let region = Region::new(len)?;
         // SAFETY: the mapping is fresh, zero-filled, page-aligned and large enough for the
         // header; nobody else can see it yet.
         unsafe {
-            let header = base.as_ptr().cast::<Header>();
+            let header = region.ptr().cast::<Header>();
             ptr::addr_of_mut!((*header).magic).write(MAGIC);
             ptr::addr_of_mut!((*header).capacity).write(capacity as u64);
         }
-        Ok(SpanStore {
-            base,
-            len,
-            capacity,
-        })
+        Ok(SpanStore { region, capacity })
     }
 
     fn header(&self) -> &Header {
         // SAFETY: the header's plain fields are written once in `new`, before the store is
         // shared; the rest are atomics.
-        unsafe { &*self.base.as_ptr().cast::<Header>() }
+        unsafe { &*self.region.ptr().cast::<Header>() }
     }
 
     fn name_slot(&self, i: usize) -> *mut NameSlot {
         debug_assert!(i < NAME_SLOTS);
         // SAFETY: in bounds of the mapping by construction of NAMES_OFFSET.
         unsafe {
-            self.base
-                .as_ptr()
+            self.region
+                .ptr()
                 .add(Self::NAMES_OFFSET)
                 .cast::<NameSlot>()
                 .add(i)
@@ -180,8 +160,8 @@ impl SpanStore {
         debug_assert!(i < self.capacity);
         // SAFETY: in bounds of the mapping: `len` covers `capacity` slots.
         unsafe {
-            self.base
-                .as_ptr()
+            self.region
+                .ptr()
                 .add(Self::SLOTS_OFFSET)
                 .cast::<Slot>()
                 .add(i)
@@ -305,16 +285,6 @@ impl SpanStore {
             }
         }
         found
-    }
-}
-
-impl Drop for SpanStore {
-    fn drop(&mut self) {
-        // SAFETY: `base` and `len` are exactly what mmap returned and was asked for, and
-        // no reference into the mapping outlives `self`.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
     }
 }
 

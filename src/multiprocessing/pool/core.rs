@@ -6,16 +6,19 @@
 //! keep busy between calls while the rest stays queued for whichever worker frees first.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::multiprocessing::codec;
-use crate::multiprocessing::fork;
+use crate::multiprocessing::fork::{self, Exit, Pid};
 use crate::multiprocessing::reload::CodeSnapshot;
 use crate::multiprocessing::shm::Region;
 use crate::multiprocessing::MpError;
+use crate::os::fd::{self as os_fd, PollFd, PollFlags};
+use crate::os::process::{self as os_process, PidFd, Signal};
 
+use super::frame::{ResultFrame, TaskFrame, WorkerExit};
 use super::task::JobDyn;
 use super::worker::{worker_main, Init, Slot, WorkerSetup};
 
@@ -29,8 +32,8 @@ pub(crate) struct Chunk {
 }
 
 struct Worker {
-    pid: libc::pid_t,
-    pidfd: OwnedFd,
+    pid: Pid,
+    pidfd: PidFd,
     task: OwnedFd,
     result: OwnedFd,
     inbuf: Vec<u8>,
@@ -60,7 +63,7 @@ pub(crate) struct Core {
     pub(crate) reforks: usize,
     pub(crate) replaced: usize,
     start_failures: usize,
-    pub(crate) owner: libc::pid_t,
+    pub(crate) owner: u32,
 }
 
 impl Core {
@@ -69,7 +72,8 @@ impl Core {
         init: Option<Init>,
         max_tasks: Option<usize>,
     ) -> Result<Core, MpError> {
-        let slots = Region::new(n * std::mem::size_of::<Slot>())?;
+        let slots = Region::new(n * std::mem::size_of::<Slot>())
+            .map_err(|e| MpError::io("map the pool's shared memory", &e))?;
         let mut core = Core {
             workers: (0..n).map(|_| None).collect(),
             slots,
@@ -84,8 +88,7 @@ impl Core {
             reforks: 0,
             replaced: 0,
             start_failures: 0,
-            // SAFETY: getpid has no preconditions.
-            owner: unsafe { libc::getpid() },
+            owner: std::process::id(),
         };
         core.spawn_all("Pool::new")?;
         Ok(core)
@@ -96,12 +99,15 @@ impl Core {
     }
 
     pub(crate) fn pids(&self) -> Vec<i32> {
-        self.workers.iter().flatten().map(|w| w.pid).collect()
+        self.workers
+            .iter()
+            .flatten()
+            .map(|w| w.pid.as_raw())
+            .collect()
     }
 
     fn slot(&self, i: usize) -> &Slot {
-        // SAFETY: the region holds one zero-initialised Slot per worker index.
-        unsafe { &*self.slots.ptr().cast::<Slot>().add(i) }
+        slot_in(&self.slots, i)
     }
 
     fn spawn_all(&mut self, what: &str) -> Result<(), MpError> {
@@ -118,50 +124,39 @@ impl Core {
     fn spawn(&mut self, i: usize) -> Result<(), MpError> {
         let (task_parent, task_child) = codec::socketpair()?;
         let (result_read, result_write) = codec::pipe()?;
-        let slot = self.slot(i) as *const Slot;
-        // SAFETY: slot points into our shared region.
-        unsafe {
-            (*slot).chunk.store(0, Ordering::Relaxed);
-            (*slot).index.store(0, Ordering::Relaxed);
-        }
+        let slot = self.slot(i);
+        slot.chunk.store(0, Ordering::Relaxed);
+        slot.index.store(0, Ordering::Relaxed);
         // SAFETY: the child branch runs worker_main, which never returns.
-        let pid = unsafe { fork::fork_raw(None)? };
-        if pid == 0 {
+        let Some(pid) = (unsafe { fork::fork_raw(None)? }) else {
             // Keep only our own two ends: a copy of another worker's task socket here
             // would keep that worker from seeing end of file when the parent goes away.
-            for w in self.workers.iter().flatten() {
-                for fd in [&w.task, &w.result, &w.pidfd] {
-                    // SAFETY: closing this child's copies of the parent's descriptors.
-                    unsafe { libc::close(fd.as_raw_fd()) };
-                }
+            for worker in self.workers.iter_mut() {
+                drop(worker.take());
             }
-            // SAFETY: as above.
-            unsafe {
-                libc::close(task_parent.as_raw_fd());
-                libc::close(result_read.as_raw_fd());
-            }
+            drop(task_parent);
+            drop(result_read);
             worker_main(WorkerSetup {
                 index: i,
-                task: task_child.as_raw_fd(),
-                result: result_write.as_raw_fd(),
-                slot,
+                task: task_child,
+                result: result_write,
+                slot: slot_in(&self.slots, i),
                 init: self.init.as_ref(),
                 max_tasks: self.max_tasks,
             });
-        }
+        };
         drop(task_child);
         drop(result_write);
         let pidfd = match fork::pidfd_open(pid) {
             Ok(fd) => fd,
             Err(e) => {
-                // SAFETY: our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = os_process::kill(pid, Signal::SIGKILL);
                 let _ = fork::reap(pid);
                 return Err(e);
             }
         };
-        codec::set_nonblocking(&result_read, true);
-        codec::set_nonblocking(&task_parent, true);
+        codec::set_nonblocking(&result_read, true)?;
+        codec::set_nonblocking(&task_parent, true)?;
         self.workers[i] = Some(Worker {
             pid,
             pidfd,
@@ -184,8 +179,8 @@ impl Core {
     ) -> Result<u64, MpError> {
         match self.state {
             PoolState::Running => {}
-            PoolState::Closed => return Err(MpError::PoolClosed("closed")),
-            PoolState::Terminated => return Err(MpError::PoolClosed("terminated")),
+            PoolState::Closed => return Err(MpError::PoolClosed),
+            PoolState::Terminated => return Err(MpError::PoolTerminated),
         }
         let id = self.next_job;
         self.next_job += 1;
@@ -270,20 +265,16 @@ impl Core {
                     continue;
                 }
             };
-            let fbytes = job.fbytes();
-            let body = 8 + 8 + 4 + fbytes.len() + args.len();
             let Some(Some(w)) = self.workers.get_mut(i) else {
                 continue;
             };
-            w.outbuf.reserve(4 + body);
-            w.outbuf.extend_from_slice(&(body as u32).to_le_bytes());
-            w.outbuf.extend_from_slice(&chunk.id.to_le_bytes());
-            w.outbuf
-                .extend_from_slice(&(job.tramp() as u64).to_le_bytes());
-            w.outbuf
-                .extend_from_slice(&(fbytes.len() as u32).to_le_bytes());
-            w.outbuf.extend_from_slice(fbytes);
-            w.outbuf.extend_from_slice(&args);
+            TaskFrame {
+                chunk: chunk.id,
+                tramp: job.tramp(),
+                callable: job.fbytes(),
+                args: &args,
+            }
+            .encode_into(&mut w.outbuf);
             w.sent += 1;
             w.in_flight.push_back(chunk);
             flush(w);
@@ -315,51 +306,53 @@ impl Core {
     /// One round: dispatch, wait for events until `deadline`, take results, handle deaths.
     pub(crate) fn pump(&mut self, deadline: Option<Instant>) -> Result<(), MpError> {
         self.dispatch();
-        let mut fds = Vec::with_capacity(self.workers.len() * 3);
-        let mut who = Vec::with_capacity(self.workers.len() * 3);
-        for (i, w) in self.workers.iter().enumerate() {
-            let Some(w) = w else { continue };
-            fds.push(pollfd(w.result.as_raw_fd(), libc::POLLIN));
-            who.push(i);
-            fds.push(pollfd(w.pidfd.as_raw_fd(), libc::POLLIN));
-            who.push(i);
-            if !w.outbuf.is_empty() {
-                fds.push(pollfd(w.task.as_raw_fd(), libc::POLLOUT));
-                who.push(i);
+        // What each worker's descriptors reported, taken out of the poll set so that the
+        // workers can be changed below.
+        let mut events: Vec<(usize, Event)> = Vec::new();
+        {
+            let mut fds = Vec::with_capacity(self.workers.len() * 3);
+            let mut who = Vec::with_capacity(self.workers.len() * 3);
+            for (i, w) in self.workers.iter().enumerate() {
+                let Some(w) = w else { continue };
+                fds.push(PollFd::new(w.result.as_fd(), PollFlags::POLLIN));
+                who.push((i, Event::Results));
+                fds.push(PollFd::new(w.pidfd.as_fd(), PollFlags::POLLIN));
+                who.push((i, Event::Ended));
+                if !w.outbuf.is_empty() {
+                    fds.push(PollFd::new(w.task.as_fd(), PollFlags::POLLOUT));
+                    who.push((i, Event::Writable));
+                }
             }
-        }
-        if fds.is_empty() {
-            return Ok(());
-        }
-        let ms = codec::poll_ms(deadline);
-        // SAFETY: fds is a valid array of pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if r < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
+            if fds.is_empty() {
                 return Ok(());
             }
-            return Err(MpError::io("poll the pool's workers", &err));
+            if os_fd::poll(&mut fds, deadline)
+                .map_err(|e| MpError::io("poll the pool's workers", &e))?
+                == 0
+            {
+                return Ok(());
+            }
+            for (fd, &event) in fds.iter().zip(&who) {
+                if os_fd::has_events(fd) {
+                    events.push(event);
+                }
+            }
         }
         let mut dead = Vec::new();
-        for (k, p) in fds.iter().enumerate() {
-            if p.revents == 0 {
-                continue;
-            }
-            let i = who[k];
+        for (i, event) in events {
             let Some(w) = self.workers[i].as_mut() else {
                 continue;
             };
-            if p.fd == w.result.as_raw_fd() {
-                let eof = codec::read_available(w.result.as_raw_fd(), &mut w.inbuf)?;
-                self.take_results(i);
-                if eof {
-                    dead.push(i);
+            match event {
+                Event::Results => {
+                    let eof = codec::read_available(w.result.as_fd(), &mut w.inbuf)?;
+                    self.take_results(i);
+                    if eof {
+                        dead.push(i);
+                    }
                 }
-            } else if p.fd == w.pidfd.as_raw_fd() {
-                dead.push(i);
-            } else {
-                flush(w);
+                Event::Ended => dead.push(i),
+                Event::Writable => flush(w),
             }
         }
         dead.sort_unstable();
@@ -381,13 +374,10 @@ impl Core {
             frames.push((a, b));
         }
         for &(a, b) in &frames {
-            if b - a < 8 {
+            let Some(result) = ResultFrame::decode(&w.inbuf[a..b]) else {
                 continue;
-            }
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&w.inbuf[a..a + 8]);
-            let id = u64::from_le_bytes(id);
-            let Some(pos) = w.in_flight.iter().position(|c| c.id == id) else {
+            };
+            let Some(pos) = w.in_flight.iter().position(|c| c.id == result.chunk) else {
                 continue;
             };
             let Some(chunk) = w.in_flight.remove(pos) else {
@@ -395,7 +385,7 @@ impl Core {
             };
             self.start_failures = 0;
             if let Some(job) = self.jobs.get_mut(&chunk.job) {
-                job.deliver(&chunk.idx, &w.inbuf[a + 8..b]);
+                job.deliver(&chunk.idx, result.outcome);
             }
         }
         w.inbuf.drain(..start);
@@ -408,7 +398,7 @@ impl Core {
             return Ok(());
         };
         // Results it finished before dying still count.
-        let _ = codec::read_available(w.result.as_raw_fd(), &mut w.inbuf);
+        let _ = codec::read_available(w.result.as_fd(), &mut w.inbuf);
         self.workers[i] = Some(w);
         self.take_results(i);
         let Some(w) = self.workers[i].take() else {
@@ -425,7 +415,7 @@ impl Core {
                 blamed = true;
                 let culprit = chunk.idx[index];
                 if let Some(job) = self.jobs.get_mut(&chunk.job) {
-                    job.fail(culprit, MpError::WorkerDied(fork::describe_status(status)));
+                    job.fail(culprit, MpError::WorkerDied(describe(status)));
                 }
                 // The tasks before it finished, but their results died with the worker:
                 // they run again, with the tasks after it.
@@ -451,7 +441,7 @@ impl Core {
         for chunk in requeue.into_iter().rev() {
             self.pending.push_front(chunk);
         }
-        let clean_exit = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+        let clean_exit = status.is_clean();
         if !clean_exit && !blamed {
             self.start_failures += 1;
         }
@@ -462,7 +452,7 @@ impl Core {
             self.fail_pending(MpError::WorkerDied(format!(
                 "workers keep dying before they run a task, the last one {}; check the \
                  pool's initializer",
-                fork::describe_status(status)
+                describe(status)
             )));
             return Ok(());
         }
@@ -489,7 +479,7 @@ impl Core {
         for w in self.workers.iter_mut() {
             if let Some(w) = w.take() {
                 if kill {
-                    let _ = fork::pidfd_signal(&w.pidfd, libc::SIGKILL);
+                    let _ = w.pidfd.signal(Signal::SIGKILL);
                 }
                 drop(w.task);
                 let _ = fork::reap(w.pid);
@@ -512,11 +502,36 @@ impl Core {
     }
 }
 
-fn pollfd(fd: i32, events: i16) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
+/// What `poll` reported for one of a worker's descriptors.
+#[derive(Clone, Copy)]
+enum Event {
+    /// The result pipe has bytes or reached end of file.
+    Results,
+    /// The pidfd: the worker has ended.
+    Ended,
+    /// The task socket takes more of the pending output.
+    Writable,
+}
+
+/// Worker `i`'s slot in the pool's shared region.
+fn slot_in(slots: &Region, i: usize) -> &Slot {
+    // SAFETY: the region was made with room for one `Slot` per worker index and is
+    // zero-filled, which is a valid `Slot` (two atomics); it is page-aligned, so every
+    // slot is aligned; and it lives as long as the borrow of `slots`. Slots are only
+    // touched through atomics, by the parent and the worker that owns the index.
+    unsafe { &*slots.ptr().cast::<Slot>().add(i) }
+}
+
+/// A dead worker's status in words; names the worker's own exit codes.
+fn describe(status: Exit) -> String {
+    match status.code().and_then(WorkerExit::from_code) {
+        Some(WorkerExit::BadFrame) => {
+            "exited with code 2: it could not read a task frame".to_string()
+        }
+        Some(WorkerExit::InitFailed) => {
+            "exited with code 3: the pool's initializer panicked".to_string()
+        }
+        _ => status.describe(),
     }
 }
 
@@ -524,20 +539,11 @@ fn pollfd(fd: i32, events: i16) -> libc::pollfd {
 fn flush(w: &mut Worker) {
     let mut sent = 0;
     while sent < w.outbuf.len() {
-        let rest = &w.outbuf[sent..];
-        // SAFETY: a valid buffer; MSG_NOSIGNAL so a dead worker gives EPIPE, not SIGPIPE.
-        let n = unsafe {
-            libc::send(
-                w.task.as_raw_fd(),
-                rest.as_ptr().cast(),
-                rest.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n <= 0 {
-            break; // full (try again when it polls writable) or dead (the pidfd tells)
+        match os_fd::send(w.task.as_fd(), &w.outbuf[sent..], false) {
+            Ok(n) if n > 0 => sent += n,
+            // Full (try again when it polls writable) or dead (the pidfd tells).
+            _ => break,
         }
-        sent += n as usize;
     }
     w.outbuf.drain(..sent);
 }

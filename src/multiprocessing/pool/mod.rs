@@ -1,6 +1,7 @@
 //! `Pool`: Python's `multiprocessing.Pool` over forked workers.
 
 mod core;
+mod frame;
 mod task;
 mod worker;
 
@@ -445,7 +446,7 @@ impl Pool {
     /// use conclab::multiprocessing::{MpError, Pool};
     /// let pool = Pool::new(1).unwrap();
     /// pool.close();
-    /// assert_eq!(pool.apply(|| 1, ()), Err(MpError::PoolClosed("closed")));
+    /// assert_eq!(pool.apply(|| 1, ()), Err(MpError::PoolClosed));
     /// ```
     pub fn close(&self) {
         let mut core = self.core.lock();
@@ -468,9 +469,7 @@ impl Pool {
     pub fn join(&self) -> Result<(), MpError> {
         let mut core = self.core.lock();
         if core.state == PoolState::Running {
-            return Err(MpError::PoolClosed(
-                "still open; call close() before join()",
-            ));
+            return Err(MpError::PoolStillOpen);
         }
         core.drain()?;
         core.stop_workers(false);
@@ -484,7 +483,7 @@ impl Pool {
     /// let pool = Pool::new(1).unwrap();
     /// let slow = pool.apply_async(|| std::thread::sleep(std::time::Duration::from_secs(30)), ()).unwrap();
     /// pool.terminate();
-    /// assert_eq!(slow.get(), Err(MpError::PoolClosed("terminated")));
+    /// assert_eq!(slow.get(), Err(MpError::PoolTerminated));
     /// ```
     pub fn terminate(&self) {
         self.core.lock().terminate();
@@ -494,7 +493,7 @@ impl Pool {
 impl Core {
     fn terminate(&mut self) {
         self.state = PoolState::Terminated;
-        self.fail_all(MpError::PoolClosed("terminated"));
+        self.fail_all(MpError::PoolTerminated);
         self.stop_workers(true);
     }
 }
@@ -502,8 +501,7 @@ impl Core {
 impl Drop for Pool {
     fn drop(&mut self) {
         let mut core = self.core.lock();
-        // SAFETY: getpid has no preconditions.
-        if core.owner != unsafe { libc::getpid() } {
+        if core.owner != std::process::id() {
             return; // a copy inside a forked child: the workers are not its children
         }
         core.terminate();
@@ -533,7 +531,7 @@ fn drive<T>(
             return Ok(Some(t));
         }
         if c.idle() && c.pids().is_empty() {
-            return Err(MpError::PoolClosed("without workers"));
+            return Err(MpError::PoolWithoutWorkers);
         }
         let slice = Instant::now() + SLICE;
         c.pump(Some(deadline.map_or(slice, |d| d.min(slice))))?;
@@ -621,7 +619,7 @@ impl<T> AsyncResult<T> {
             }
             let taken = core.jobs.get_mut(&job).and_then(|j| extract(j.store()));
             core.jobs.remove(&job);
-            Some(taken.unwrap_or(Err(MpError::PoolClosed("already read"))))
+            Some(taken.unwrap_or(Err(MpError::ResultTaken)))
         })?
         .transpose()
     }

@@ -1,10 +1,12 @@
 //! The loop a pool worker runs in its forked child.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::multiprocessing::codec;
 use crate::multiprocessing::fork;
 
+use super::frame::{ResultFrame, TaskFrame, WorkerExit};
 use super::task::{InitTramp, Tramp};
 
 /// Where a worker tells the parent what it is running, in shared memory: the chunk id
@@ -25,9 +27,9 @@ pub(crate) struct Init {
 
 pub(crate) struct WorkerSetup<'a> {
     pub(crate) index: usize,
-    pub(crate) task: i32,
-    pub(crate) result: i32,
-    pub(crate) slot: *const Slot,
+    pub(crate) task: OwnedFd,
+    pub(crate) result: OwnedFd,
+    pub(crate) slot: &'a Slot,
     pub(crate) init: Option<&'a Init>,
     pub(crate) max_tasks: Option<usize>,
 }
@@ -38,55 +40,56 @@ pub(crate) fn worker_main(setup: WorkerSetup<'_>) -> ! {
     let info = fork::ChildInfo::new("pool worker", Some(name));
     // SAFETY: `info` lives in this frame, which only ends in `child_exit` below.
     unsafe { fork::child_enter(&info) };
-    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&setup)));
-    fork::child_exit(code.unwrap_or(1))
+    let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&setup)));
+    fork::child_exit(exit.unwrap_or(WorkerExit::Panicked).code())
 }
 
-fn run(setup: &WorkerSetup<'_>) -> i32 {
-    // SAFETY: the parent's shared region outlives this process's use of it.
-    let slot = unsafe { &*setup.slot };
+fn run(setup: &WorkerSetup<'_>) -> WorkerExit {
+    let slot = setup.slot;
     if let Some(init) = setup.init {
-        // SAFETY: the trampoline and bytes were made in the parent before this fork.
+        // SAFETY: `init.tramp` is `run_init::<F, Args>` as a `fn` address, taken in the
+        // parent before this fork (PoolBuilder::initializer), so the code is mapped here at
+        // the same address and has exactly the `InitTramp` signature.
         let f: InitTramp = unsafe { std::mem::transmute::<usize, InitTramp>(init.tramp) };
-        // SAFETY: see above.
+        // SAFETY: `fbytes` are the bytes of that same `F`, copied before the fork, which
+        // is run_init's contract.
         if !unsafe { f(&init.fbytes, &init.args) } {
-            return 3;
+            return WorkerExit::InitFailed;
         }
     }
     let mut done = 0usize;
     let mut tasks = codec::FrameReader::default();
+    let mut reply = Vec::new();
     loop {
-        let Ok(frame) = tasks.next_frame(setup.task) else {
-            return 0; // the pool closed our socket: a clean exit
+        let Ok(body) = tasks.next_frame(setup.task.as_fd()) else {
+            return WorkerExit::Done; // the pool closed our socket
         };
-        if frame.len() < 20 {
-            return 2;
-        }
-        let id = u64::from_le_bytes(frame[0..8].try_into().unwrap_or_default());
-        let tramp = u64::from_le_bytes(frame[8..16].try_into().unwrap_or_default()) as usize;
-        let flen = u32::from_le_bytes(frame[16..20].try_into().unwrap_or_default()) as usize;
-        let Some(fbytes) = frame.get(20..20 + flen) else {
-            return 2;
+        let Some(task) = TaskFrame::decode(body) else {
+            return WorkerExit::BadFrame;
         };
-        let args = &frame[20 + flen..];
         slot.index.store(0, Ordering::Relaxed);
-        slot.chunk.store(id + 1, Ordering::Release);
-        // SAFETY: the parent checked that the trampoline's code (and every word of the
-        // callable) was mapped when this worker was forked.
-        let f: Tramp = unsafe { std::mem::transmute::<usize, Tramp>(tramp) };
-        // SAFETY: see above.
-        let out = unsafe { f(fbytes, args, &slot.index) };
-        let mut reply = Vec::with_capacity(12 + out.len());
-        reply.extend_from_slice(&((8 + out.len()) as u32).to_le_bytes());
-        reply.extend_from_slice(&id.to_le_bytes());
-        reply.extend_from_slice(&out);
-        if codec::write_all(setup.result, &reply, false).is_err() {
-            return 0; // the parent is gone
+        slot.chunk.store(task.chunk + 1, Ordering::Release);
+        // SAFETY: `task.tramp` is the address of a `run_chunk::<F, Args, R>`, a `Tramp`,
+        // taken in the parent; before sending it the parent checked (reload.rs) that it
+        // and every word of the callable lie in objects mapped when this worker was
+        // forked, so the code is here at the same address.
+        let f: Tramp = unsafe { std::mem::transmute::<usize, Tramp>(task.tramp) };
+        // SAFETY: the callable bytes are those of the `F` this trampoline was instantiated
+        // for (one job sends both), which is run_chunk's contract.
+        let outcome = unsafe { f(task.callable, task.args, &slot.index) };
+        reply.clear();
+        ResultFrame {
+            chunk: task.chunk,
+            outcome: &outcome,
+        }
+        .encode_into(&mut reply);
+        if codec::write_all(setup.result.as_fd(), &reply, false).is_err() {
+            return WorkerExit::Done; // the parent is gone
         }
         slot.chunk.store(0, Ordering::Release);
         done += 1;
         if setup.max_tasks.is_some_and(|m| done >= m) {
-            return 0;
+            return WorkerExit::Done;
         }
     }
 }
