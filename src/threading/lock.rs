@@ -1,6 +1,6 @@
 //! [`Lock`]: Python's `threading.Lock`, holding the data it protects.
 
-use super::deadlock::{current_node, LockCore};
+use super::graph::{current_node, LockCore};
 use super::ThreadingError;
 use crate::sync::Arc;
 use std::cell::UnsafeCell;

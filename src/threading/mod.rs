@@ -21,7 +21,7 @@
 //! What CPython does not do:
 //! - **deadlocks are reported**: a [`Lock`] or [`RLock`] acquire that would wait forever
 //!   in a cycle returns [`ThreadingError::Deadlock`] naming the threads and locks (the wait-for
-//!   information lives in the locks themselves: see `deadlock.rs`). In a notebook the only
+//!   information lives in the locks themselves: see `graph.rs`). In a notebook the only
 //!   way out of a hung cell is an interrupt, which loses every variable.
 //! - **a panicking thread** comes back from [`JoinHandle::join`] as
 //!   [`ThreadingError::Panicked`] with the message; the calling thread goes on.
@@ -33,17 +33,23 @@
 //! wait sleeps on a futex keyed by the primitive's own address (std's `Mutex`/`Condvar`, or
 //! the lock word itself), never in parking_lot's parking table: that table is a `static`,
 //! one per cell in evcxr, and a thread asleep in one cell's table is never woken by a
-//! later cell's release (measured; see `src/sync.rs`). Dropped
+//! later cell's release (ARCHITECTURE.md, "Every cell has its own statics"). Dropped
 //! [`JoinHandle`]s wait for their threads, so no thread outlives its cell unless asked.
+
+// The locks' layers, each importing only the ones named before it: the lock word
+// (`raw_lock`), the wait-for graph of thread nodes and lock cores (`graph`), the cycle
+// search (`cycle`), the blocking acquire (`acquire`). See ARCHITECTURE.md.
+mod acquire;
+mod cycle;
+mod graph;
+mod raw_lock;
 
 mod barrier;
 mod condition;
-pub(crate) mod deadlock;
 mod event;
 mod local;
 mod lock;
 mod race;
-mod raw_lock;
 mod rlock;
 mod semaphore;
 pub(crate) mod thread;

@@ -1,14 +1,15 @@
 //! The word behind [`Lock`](super::Lock) and [`RLock`](super::RLock): who holds the lock,
 //! in one atomic pointer.
 //!
-//! The word is null when the lock is free and otherwise points at the holder's
-//! [`ThreadNode`], with the low bit set when a thread may be asleep waiting for it. Keeping
+//! The word is null when the lock is free and otherwise points at the holder, an owner
+//! value of any type `O` the caller names (the thread's node, for `Lock` and `RLock`), with
+//! the low bit set when a thread may be asleep waiting for it. Keeping
 //! the holder in the lock word itself gives deadlock detection an exact owner at no extra
 //! cost: taking the lock is one compare-and-swap, releasing it one swap, and there is no
 //! moment when a lock is held but its owner not yet written.
 //!
-//! Sleepers wait on a separate 32-bit wake-up counter with a futex (see `futex.rs` for why
-//! not parking_lot): a waiter reads the counter, sets the sleeper bit while the lock is
+//! Sleepers wait on a separate 32-bit wake-up counter with a futex (ARCHITECTURE.md, "Every
+//! cell has its own statics", for why not parking_lot): a waiter reads the counter, sets the sleeper bit while the lock is
 //! still held, and sleeps only if the counter has not moved; a release that finds the bit
 //! bumps the counter and wakes one sleeper. The woken thread takes the lock with the bit
 //! set again, since others may still sleep. The lock is not fair: a running thread may
@@ -17,7 +18,6 @@
 //!
 //! Under loom the same interface is a loom `Mutex` holding the owner plus a `Condvar`.
 
-use super::deadlock::ThreadNode;
 use std::time::Instant;
 
 #[cfg(not(loom))]
@@ -33,7 +33,7 @@ const SPIN_ROUNDS: u32 = 14;
 
 #[cfg(not(loom))]
 mod futex_lock {
-    use super::{Instant, ThreadNode, SPIN_ROUNDS};
+    use super::{Instant, SPIN_ROUNDS};
     use crate::os::futex::{self, Scope};
     use std::ptr;
     use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
@@ -41,17 +41,17 @@ mod futex_lock {
     /// Set in the word when a thread may be asleep waiting for the lock.
     const SLEEPERS: usize = 1;
 
-    /// A futex-based lock whose word names its holder.
-    pub(crate) struct RawLock {
-        word: AtomicPtr<ThreadNode>,
+    /// A futex-based lock whose word names its holder, an `&'static O`.
+    pub(crate) struct RawLock<O: 'static> {
+        word: AtomicPtr<O>,
         wakes: AtomicU32,
     }
 
-    fn holder(word: *mut ThreadNode) -> *mut ThreadNode {
+    fn holder<O>(word: *mut O) -> *mut O {
         word.map_addr(|addr| addr & !SLEEPERS)
     }
 
-    fn me_word(me: &'static ThreadNode, sleepers: bool) -> *mut ThreadNode {
+    fn me_word<O>(me: &'static O, sleepers: bool) -> *mut O {
         let me = ptr::from_ref(me).cast_mut();
         if sleepers {
             me.map_addr(|addr| addr | SLEEPERS)
@@ -60,8 +60,10 @@ mod futex_lock {
         }
     }
 
-    impl RawLock {
+    impl<O: 'static> RawLock<O> {
         pub(crate) fn new() -> Self {
+            // The sleeper bit lives in the owner pointer's lowest bit.
+            const { assert!(std::mem::align_of::<O>() >= 2) };
             Self {
                 word: AtomicPtr::new(ptr::null_mut()),
                 wakes: AtomicU32::new(0),
@@ -70,7 +72,7 @@ mod futex_lock {
 
         /// Takes the lock if it is free right now.
         #[inline]
-        pub(crate) fn try_lock(&self, me: &'static ThreadNode) -> bool {
+        pub(crate) fn try_lock(&self, me: &'static O) -> bool {
             self.word
                 .compare_exchange(
                     ptr::null_mut(),
@@ -83,7 +85,7 @@ mod futex_lock {
         }
 
         /// Takes a free lock whose sleeper bit is set, keeping the bit.
-        fn try_lock_keeping_sleepers(&self, me: &'static ThreadNode) -> bool {
+        fn try_lock_keeping_sleepers(&self, me: &'static O) -> bool {
             let word = self.word.load(Ordering::Relaxed);
             word.addr() == SLEEPERS
                 && self
@@ -99,7 +101,7 @@ mod futex_lock {
 
         /// Spins a little, in case the holder is about to release; true if the lock was
         /// taken. Only reads the word between tries, so the holder keeps its cache line.
-        pub(crate) fn spin(&self, me: &'static ThreadNode) -> bool {
+        pub(crate) fn spin(&self, me: &'static O) -> bool {
             for round in 0..SPIN_ROUNDS {
                 for _ in 0..(1u32 << round) {
                     std::hint::spin_loop();
@@ -123,7 +125,7 @@ mod futex_lock {
         }
 
         /// Sleeps until the lock is taken (true) or `deadline` passes (false).
-        pub(crate) fn lock_until(&self, me: &'static ThreadNode, deadline: Instant) -> bool {
+        pub(crate) fn lock_until(&self, me: &'static O, deadline: Instant) -> bool {
             // SeqCst on both sides of the sleeper bit: a waiter's read of `wakes` comes
             // before its read or write of the bit in the single total order, and a
             // release's swap comes before its bump of `wakes`. So a release that clears a
@@ -183,12 +185,14 @@ mod futex_lock {
             futex::wake(&self.wakes, 1, Scope::Process);
         }
 
-        /// The thread holding the lock, if any.
+        /// The holder, if any.
         #[inline]
-        pub(crate) fn owner(&self) -> Option<&'static ThreadNode> {
+        pub(crate) fn owner(&self) -> Option<&'static O> {
             let owner = holder(self.word.load(Ordering::SeqCst));
-            // SAFETY: a non-null holder came from `me_word` of a `&'static ThreadNode`;
-            // nodes are leaked, never freed (see `deadlock.rs`).
+            // SAFETY: the word is only ever written with null or with `me_word` of a
+            // `&'static O` (the sleeper bit cleared again by `holder`, and `O`'s alignment
+            // of at least 2 keeps that bit out of the address), so a non-null holder points
+            // at a live `O` that is never freed.
             unsafe { owner.as_ref() }
         }
 
@@ -200,23 +204,23 @@ mod futex_lock {
 
 #[cfg(loom)]
 mod loom_lock {
-    use super::{Instant, ThreadNode};
+    use super::Instant;
     use crate::sync::{Condvar, Mutex};
 
     /// The loom model of the lock: its holder under a loom mutex, sleepers on a condvar.
-    pub(crate) struct RawLock {
-        holder: Mutex<Option<&'static ThreadNode>>,
+    pub(crate) struct RawLock<O: 'static> {
+        holder: Mutex<Option<&'static O>>,
         freed: Condvar,
     }
 
-    impl RawLock {
+    impl<O: 'static> RawLock<O> {
         pub(crate) fn new() -> Self {
             Self {
                 holder: Mutex::new(None),
                 freed: Condvar::new(),
             }
         }
-        pub(crate) fn try_lock(&self, me: &'static ThreadNode) -> bool {
+        pub(crate) fn try_lock(&self, me: &'static O) -> bool {
             let mut holder = self.holder.lock();
             if holder.is_some() {
                 return false;
@@ -224,10 +228,10 @@ mod loom_lock {
             *holder = Some(me);
             true
         }
-        pub(crate) fn spin(&self, me: &'static ThreadNode) -> bool {
+        pub(crate) fn spin(&self, me: &'static O) -> bool {
             self.try_lock(me)
         }
-        pub(crate) fn lock_until(&self, me: &'static ThreadNode, deadline: Instant) -> bool {
+        pub(crate) fn lock_until(&self, me: &'static O, deadline: Instant) -> bool {
             let mut holder = self.holder.lock();
             while holder.is_some() {
                 if self.freed.wait_until(&mut holder, deadline).timed_out() {
@@ -241,7 +245,7 @@ mod loom_lock {
             *self.holder.lock() = None;
             self.freed.notify_one();
         }
-        pub(crate) fn owner(&self) -> Option<&'static ThreadNode> {
+        pub(crate) fn owner(&self) -> Option<&'static O> {
             *self.holder.lock()
         }
         pub(crate) fn is_locked(&self) -> bool {
@@ -252,14 +256,14 @@ mod loom_lock {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::super::deadlock::current_node;
+    use super::super::graph::{current_node, ThreadNode};
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
     fn the_word_names_its_holder() {
-        let lock = RawLock::new();
+        let lock = RawLock::<ThreadNode>::new();
         let me = current_node();
         assert!(lock.owner().is_none());
         assert!(lock.try_lock(me));
@@ -271,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_sleeper_is_woken_by_the_release_and_then_holds_the_lock() {
-        let lock = Arc::new(RawLock::new());
+        let lock = Arc::new(RawLock::<ThreadNode>::new());
         assert!(lock.try_lock(current_node()));
         let waiter = {
             let lock = Arc::clone(&lock);
@@ -292,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_timed_wait_gives_up_and_leaves_the_holder_alone() {
-        let lock = RawLock::new();
+        let lock = RawLock::<ThreadNode>::new();
         let me = current_node();
         assert!(lock.try_lock(me));
         let other = std::thread::scope(|s| {
@@ -310,7 +314,7 @@ mod tests {
 
     #[test]
     fn many_threads_many_sleeps_no_lost_wake_up() {
-        let lock = Arc::new(RawLock::new());
+        let lock = Arc::new(RawLock::<ThreadNode>::new());
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {

@@ -1,6 +1,6 @@
 //! [`RLock`]: Python's `threading.RLock`, a lock the holding thread may take again.
 
-use super::deadlock::{current_node, LockCore};
+use super::graph::{current_node, LockCore};
 use super::ThreadingError;
 use crate::sync::Arc;
 use std::cell::Cell;
