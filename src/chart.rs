@@ -39,21 +39,13 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::display;
 
-/// What can go wrong when drawing or saving a chart.
-#[derive(Debug, thiserror::Error)]
-pub enum ChartError {
-    /// plotters refused to draw (for example a picture too small for its labels).
-    #[error("could not draw the chart: {0}; make the picture larger with .size(width, height)")]
-    Draw(String),
-    /// The SVG file could not be written.
-    #[error("could not write the chart to {path}: {source}; check that the folder exists and is writable")]
-    Io {
-        /// The file that could not be written.
-        path: String,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-}
+/// What can go wrong when drawing or saving a chart: the error of every picture.
+///
+/// ```
+/// use conclab::chart::ChartError;
+/// assert!(ChartError::Draw("no room".into()).to_string().contains("no room"));
+/// ```
+pub type ChartError = display::PictureError;
 
 /// A number a chart can plot: every primitive number, and a [`Duration`] (as seconds).
 ///
@@ -273,36 +265,6 @@ where
     Ok(out)
 }
 
-/// The SVG drawn when drawing failed, so that a notebook shows the reason instead of
-/// nothing. It is hand-written because plotters is what failed.
-pub(crate) fn error_svg(message: &str) -> String {
-    let mut escaped = String::with_capacity(message.len());
-    for c in message.chars() {
-        match c {
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '&' => escaped.push_str("&amp;"),
-            '"' => escaped.push_str("&quot;"),
-            c => escaped.push(c),
-        }
-    }
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg width=\"640\" height=\"60\" viewBox=\"0 0 640 60\" \
-         xmlns=\"http://www.w3.org/2000/svg\">\n<text x=\"10\" y=\"34\" \
-         font-family=\"sans-serif\" font-size=\"14\" fill=\"#B00020\">{escaped}</text>\n</svg>\n"
-    );
-    svg
-}
-
-pub(crate) fn save(path: &Path, svg: &str) -> Result<(), ChartError> {
-    std::fs::write(path, svg).map_err(|source| ChartError::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// Index of `name` in `names`, appending it when it is new: keeps first-seen order.
 fn index_of(names: &mut Vec<String>, name: String) -> usize {
     match names.iter().position(|n| *n == name) {
@@ -511,7 +473,7 @@ impl BarChart {
     /// assert!(svg.starts_with("<svg"));
     /// ```
     pub fn svg(&self) -> String {
-        self.render().unwrap_or_else(|e| error_svg(&e.to_string()))
+        display::svg(self)
     }
 
     /// Writes the SVG to `path`.
@@ -523,20 +485,17 @@ impl BarChart {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<(), ChartError> {
-        save(path.as_ref(), &self.render()?)
+        display::save_svg(self, path.as_ref())
     }
 
-    /// Shows the chart in a notebook cell (evcxr calls this for a cell's last value).
+    /// Shows the chart in a notebook cell (evcxr calls this for a cell's last value), with
+    /// a text summary as its `text/plain`.
     ///
     /// ```
     /// conclab::chart::BarChart::new("t").bar("a", "s", 1).evcxr_display();
     /// ```
     pub fn evcxr_display(&self) {
-        display::print_block(display::SVG_MIME, &self.svg());
-    }
-
-    fn render(&self) -> Result<String, ChartError> {
-        render_svg(self.size, |root| self.draw(root)).map_err(ChartError::Draw)
+        display::show(self);
     }
 
     fn color(&self, series: usize) -> RGBColor {
@@ -791,7 +750,7 @@ impl LineChart {
     /// assert!(svg.contains("<polyline"));
     /// ```
     pub fn svg(&self) -> String {
-        self.render().unwrap_or_else(|e| error_svg(&e.to_string()))
+        display::svg(self)
     }
 
     /// Writes the SVG to `path`.
@@ -803,20 +762,17 @@ impl LineChart {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<(), ChartError> {
-        save(path.as_ref(), &self.render()?)
+        display::save_svg(self, path.as_ref())
     }
 
-    /// Shows the chart in a notebook cell (evcxr calls this for a cell's last value).
+    /// Shows the chart in a notebook cell (evcxr calls this for a cell's last value), with
+    /// a text summary as its `text/plain`.
     ///
     /// ```
     /// conclab::chart::LineChart::new("t").series("a", [(1, 2)]).evcxr_display();
     /// ```
     pub fn evcxr_display(&self) {
-        display::print_block(display::SVG_MIME, &self.svg());
-    }
-
-    fn render(&self) -> Result<String, ChartError> {
-        render_svg(self.size, |root| self.draw(root)).map_err(ChartError::Draw)
+        display::show(self);
     }
 
     fn draw(&self, root: &Area) -> Result<(), String> {
@@ -906,6 +862,38 @@ impl LineChart {
             .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+impl display::Picture for BarChart {
+    fn render(&self) -> Result<String, String> {
+        render_svg(self.size, |root| self.draw(root))
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!("{}: bar chart, {} bars", self.title, self.values.len());
+        for &(category, series, value) in &self.values {
+            let _ = write!(
+                text,
+                "\n  {} ({}): {value}",
+                self.categories[category], self.series[series]
+            );
+        }
+        text
+    }
+}
+
+impl display::Picture for LineChart {
+    fn render(&self) -> Result<String, String> {
+        render_svg(self.size, |root| self.draw(root))
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!("{}: line chart, {} series", self.title, self.series.len());
+        for (name, points) in &self.series {
+            let _ = write!(text, "\n  {name}: {} points", points.len());
+        }
+        text
     }
 }
 

@@ -422,7 +422,7 @@ impl Table {
         );
         if let Some(title) = &self.title {
             out.push_str("<caption style=\"font-weight:bold;text-align:left;padding:4px 0\">");
-            out.push_str(&escape_html(title));
+            out.push_str(&display::escape(title));
             out.push_str("</caption>\n");
         }
         out.push_str("<thead><tr>");
@@ -430,7 +430,7 @@ impl Table {
             out.push_str(&format!(
                 "<th style=\"text-align:{};padding:3px 10px;border-bottom:1px solid #888\">{}</th>",
                 if right { "right" } else { "left" },
-                escape_html(h)
+                display::escape(h)
             ));
         }
         out.push_str("</tr></thead>\n<tbody>\n");
@@ -440,7 +440,7 @@ impl Table {
                 out.push_str(&format!(
                     "<td style=\"text-align:{};padding:3px 10px\">{}</td>",
                     if num { "right" } else { "left" },
-                    escape_html(text)
+                    display::escape(text)
                 ));
             }
             out.push_str("</tr>\n");
@@ -450,28 +450,17 @@ impl Table {
     }
 
     /// Shows the table as HTML in a notebook cell (evcxr calls this for a cell's last
-    /// value).
+    /// value), with its text form as the `text/plain`.
     ///
     /// ```
     /// conclab::table::Table::new(["a"]).row([1]).evcxr_display();
     /// ```
     pub fn evcxr_display(&self) {
-        display::print_block(display::HTML_MIME, &self.html());
+        display::print_blocks(&[
+            (display::TEXT_MIME, &self.to_string()),
+            (display::HTML_MIME, &self.html()),
+        ]);
     }
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn width(text: &str) -> usize {

@@ -432,6 +432,9 @@ fn save_svg_reports_a_missing_folder() {
     let error = timeline
         .save_svg("/nonexistent-folder-for-conclab/t.svg")
         .unwrap_err();
-    assert!(matches!(error, TimelineError::Io { .. }));
+    assert!(matches!(
+        error,
+        TimelineError::Picture(conclab::display::PictureError::Io { .. })
+    ));
     assert!(error.to_string().contains("folder exists"));
 }

@@ -108,17 +108,9 @@ pub enum TimelineError {
     /// The table of process names is full.
     #[error("the timeline already holds {0} process names; the spans of this process stay on the row \"process <pid>\"")]
     NamesFull(usize),
-    /// Drawing failed.
-    #[error("could not draw the timeline: {0}")]
-    Draw(String),
-    /// The SVG file could not be written.
-    #[error("could not write the timeline to {path}: {source}; check that the folder exists and is writable")]
-    Io {
-        /// The file that could not be written.
-        path: String,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
+    /// Drawing or saving the picture failed.
+    #[error(transparent)]
+    Picture(#[from] display::PictureError),
 }
 
 /// One recorded span, as [`Timeline::spans`] returns it.
@@ -555,8 +547,7 @@ impl Timeline {
     /// # Ok::<(), conclab::timeline::TimelineError>(())
     /// ```
     pub fn svg(&self) -> String {
-        self.render()
-            .unwrap_or_else(|e| crate::chart::error_svg(&e.to_string()))
+        display::svg(self)
     }
 
     /// Writes the SVG to `path`.
@@ -571,16 +562,11 @@ impl Timeline {
     /// # Ok::<(), conclab::timeline::TimelineError>(())
     /// ```
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<(), TimelineError> {
-        let svg = self.render()?;
-        let path = path.as_ref();
-        std::fs::write(path, svg).map_err(|source| TimelineError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        Ok(display::save_svg(self, path.as_ref())?)
     }
 
-    /// Shows the picture in a notebook cell (evcxr calls this for a cell's last value).
-    /// One picture per cell: a second SVG in the same cell replaces the first.
+    /// Shows the picture in a notebook cell (evcxr calls this for a cell's last value),
+    /// with the text summary as its `text/plain`. One picture per cell: a second SVG in the same cell replaces the first.
     ///
     /// ```
     /// let timeline = conclab::timeline::Timeline::new("t")?;
@@ -588,12 +574,17 @@ impl Timeline {
     /// # Ok::<(), conclab::timeline::TimelineError>(())
     /// ```
     pub fn evcxr_display(&self) {
-        display::print_block(display::SVG_MIME, &self.svg());
+        display::show(self);
+    }
+}
+
+impl display::Picture for Timeline {
+    fn render(&self) -> Result<String, String> {
+        render::svg(&self.title, &self.spans(), self.dropped(), self.capacity())
     }
 
-    fn render(&self) -> Result<String, TimelineError> {
-        render::svg(&self.title, &self.spans(), self.dropped(), self.capacity())
-            .map_err(TimelineError::Draw)
+    fn text(&self) -> String {
+        self.to_string()
     }
 }
 
