@@ -1,4 +1,4 @@
-//! Rendering 10,000 spans must stay under 100 ms (issue 7). Run with `cargo bench --bench
+//! Rendering 10,000 spans must stay under 100 ms. Run with `cargo bench --bench
 //! timeline`.
 //!
 //! Printed against two baselines measured in the same run, since absolute figures drift

@@ -254,6 +254,7 @@ impl fmt::Debug for Gil {
 /// let mut py = gil.acquire();
 /// py.switch_point(); // nobody waits: keeps the GIL
 /// ```
+#[must_use = "the GIL is released as soon as the guard is dropped"]
 pub struct GilGuard<'a> {
     gil: &'a Gil,
     /// A re-entrant acquire: the outer guard releases.

@@ -28,6 +28,9 @@
 //! use conclab::prelude::*;
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod futures;
 pub mod gil;
 
@@ -41,7 +44,7 @@ pub mod threading;
 mod os;
 mod sync;
 
-// Pictures: what happened, drawn (issue 7).
+// Pictures: what happened, drawn.
 pub mod chart;
 pub mod display;
 pub mod table;

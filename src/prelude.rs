@@ -20,12 +20,12 @@ pub use crate::threading::{
     LockedCounter, RLock, RacyCounter, Runnable, Semaphore, Thread, ThreadLocal, ThreadingError,
 };
 
-// --- Pictures (issue 7): timelines, charts and tables of timings. ---
+// --- Pictures: timelines, charts and tables of timings. ---
 pub use crate::chart::{BarChart, ChartError, LineChart};
 pub use crate::table::{format_duration, Cell, Table};
 pub use crate::timeline::{SpanGuard, Timeline, TimelineError};
 
-// --- process side (issue 4): `mp::Queue` because `Queue` is the thread side's name ---
+// --- process side: `mp::Queue` because `Queue` is the thread side's name ---
 pub use crate::multiprocessing as mp;
 pub use crate::multiprocessing::{
     cpu_count, Array, AsyncResult, Connection, DictProxy, JoinableQueue, ListProxy, Manager,

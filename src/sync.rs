@@ -5,12 +5,10 @@
 //! primitives (locks' deadlock detection, `Condition`, `Semaphore`, `Event`, `Barrier`,
 //! the queues and `Future`).
 //!
-//! Why std and not parking_lot: parking_lot keeps its sleeping threads in a table held in
-//! a `static`, and evcxr links a fresh copy of every dependency into each notebook cell. A
-//! thread asleep in a parking_lot `Condvar` since one cell was never woken by a
-//! `notify` made in a later cell (measured: a `Queue::get` waiting since cell 2 hung for
-//! good when cell 3 called `put`). std's `Mutex` and `Condvar` sleep on a futex keyed by
-//! their own address, so every copy of the crate meets the same sleepers.
+//! Why std and not parking_lot: parking_lot keeps its sleeping threads in a `static`
+//! table, and every notebook cell has its own statics, so a thread asleep since one cell
+//! is never woken from the next (ARCHITECTURE.md, "Every cell has its own statics").
+//! std's `Mutex` and `Condvar` sleep on a futex keyed by their own address.
 //!
 //! The wrappers give both bases parking_lot's signatures: `lock()` without poisoning (a
 //! panic while holding a lock just releases it, as in Python), `wait(&mut guard)`, and

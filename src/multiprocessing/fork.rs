@@ -1,7 +1,8 @@
 //! Child hygiene: everything that happens around `fork()`.
 //!
 //! Inside evcxr a forked child runs in the kernel's own process image. If it returned from
-//! the cell it would go on in the kernel's command loop, reading the kernel's stdin. So
+//! the cell it would go on in the kernel's command loop, reading the kernel's stdin
+//! (ARCHITECTURE.md, "A forked child must end with `_exit`"). So
 //! the child gets a stdin that reads as end of file, runs its body under `catch_unwind`,
 //! flushes stdout and stderr and ends with `_exit`: no destructor or exit handler of the
 //! parent runs in it. Its panic hook is its own (the child is a separate process, so

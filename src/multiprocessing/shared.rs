@@ -216,6 +216,7 @@ impl<T: Pod> Value<T> {
 /// *g *= 3;
 /// assert_eq!(*g, 30);
 /// ```
+#[must_use = "the value is unlocked again as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     inner: BlockGuard<'a, T>,
 }
@@ -374,6 +375,7 @@ impl<T: Pod> Array<T> {
 /// let g = a.get_lock();
 /// assert_eq!(g.iter().sum::<i32>(), 11);
 /// ```
+#[must_use = "the array is unlocked again as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
     inner: BlockGuard<'a, T>,
 }
@@ -456,6 +458,7 @@ impl Lock {
 /// let guard: conclab::multiprocessing::LockGuard<'_> = lock.lock();
 /// drop(guard);
 /// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     _not_send: PhantomData<*const ()>,

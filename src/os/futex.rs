@@ -3,13 +3,11 @@
 //! of the inter-process queue and shared values (in shared memory, across processes).
 //!
 //! Why the raw system call and not parking_lot's parking lot: parking_lot queues sleeping
-//! threads in a hash table held in a `static`, and evcxr links a fresh copy of every
-//! dependency, with fresh statics, into each cell. A thread that went to sleep through one
-//! cell's copy was never woken by an unlock or notify made through a later cell's copy
-//! (measured: a `Queue::get` waiting since cell 2 hung when cell 3 called `put`). A futex
-//! is keyed by the address of the word itself, so every copy of the crate meets the same
-//! sleepers; std's `Mutex`, `Condvar` and `thread::park` work across cells for the same
-//! reason.
+//! threads in a table held in a `static`, and every notebook cell has its own statics
+//! (ARCHITECTURE.md, "Every cell has its own statics"). A futex is keyed by the address of
+//! the word itself, so every copy of the crate meets the same sleepers; std's `Mutex`,
+//! `Condvar` and `thread::park` work across cells for the same reason. nix does not wrap
+//! the futex, so this is `libc`.
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;

@@ -198,6 +198,7 @@ impl<T> fmt::Debug for Condition<T> {
 /// guard.push_str("ready");
 /// assert_eq!(guard.notify_all(), 0); // nobody was waiting
 /// ```
+#[must_use = "the condition's lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a, T> {
     cond: &'a Condition<T>,
     guard: LockGuard<'a, T>,

@@ -237,6 +237,7 @@ impl<T> fmt::Debug for Lock<T> {
 /// guard.push('b');
 /// assert_eq!(*guard, "ab");
 /// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a, T> {
     lock: &'a Lock<T>,
     _not_send: PhantomData<*const ()>,

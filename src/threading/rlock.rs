@@ -199,6 +199,7 @@ impl<T> fmt::Debug for RLock<T> {
 /// let lock = conclab::threading::RLock::new(3);
 /// assert_eq!(*lock.acquire().unwrap(), 3);
 /// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a, T> {
     lock: &'a RLock<T>,
     _not_send: PhantomData<*const ()>,

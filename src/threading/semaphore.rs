@@ -204,7 +204,8 @@ impl fmt::Debug for Semaphore {
 /// assert_eq!(sem.release(1), Err(ThreadingError::OverReleased { bound: 1 }));
 /// ```
 pub struct BoundedSemaphore {
-    permits: Permits,
+    /// A semaphore whose permits carry the bound; only `release` differs.
+    inner: Semaphore,
 }
 
 impl BoundedSemaphore {
@@ -215,7 +216,9 @@ impl BoundedSemaphore {
     /// ```
     pub fn new(value: usize) -> Self {
         Self {
-            permits: Permits::new(value, Some(value)),
+            inner: Semaphore {
+                permits: Permits::new(value, Some(value)),
+            },
         }
     }
 
@@ -227,10 +230,7 @@ impl BoundedSemaphore {
     /// assert_eq!(sem.value(), 0);
     /// ```
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
-        self.permits.acquire();
-        SemaphoreGuard {
-            permits: &self.permits,
-        }
+        self.inner.acquire()
     }
 
     /// Takes a permit if one is free now.
@@ -240,9 +240,7 @@ impl BoundedSemaphore {
     /// assert!(sem.try_acquire().is_none());
     /// ```
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.permits.try_acquire().then_some(SemaphoreGuard {
-            permits: &self.permits,
-        })
+        self.inner.try_acquire()
     }
 
     /// Waits at most `timeout` for a permit.
@@ -253,13 +251,7 @@ impl BoundedSemaphore {
     /// assert!(sem.acquire_timeout(Duration::from_millis(5)).is_ok());
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, ThreadingError> {
-        if self.permits.acquire_until(Instant::now() + timeout) {
-            Ok(SemaphoreGuard {
-                permits: &self.permits,
-            })
-        } else {
-            Err(ThreadingError::Timeout(timeout))
-        }
+        self.inner.acquire_timeout(timeout)
     }
 
     /// Gives back `n` permits taken with [`SemaphoreGuard::forget`];
@@ -273,7 +265,7 @@ impl BoundedSemaphore {
     /// assert_eq!(sem.value(), 1);
     /// ```
     pub fn release(&self, n: usize) -> Result<(), ThreadingError> {
-        self.permits.release(n)
+        self.inner.permits.release(n)
     }
 
     /// The number of free permits now.
@@ -282,7 +274,7 @@ impl BoundedSemaphore {
     /// assert_eq!(conclab::threading::BoundedSemaphore::new(3).value(), 3);
     /// ```
     pub fn value(&self) -> usize {
-        self.permits.value()
+        self.inner.value()
     }
 }
 
@@ -290,7 +282,7 @@ impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundedSemaphore")
             .field("value", &self.value())
-            .field("bound", &self.permits.bound)
+            .field("bound", &self.inner.permits.bound)
             .finish()
     }
 }

@@ -402,11 +402,8 @@ impl Pool {
         let len = args.len();
         let job = self.submit(f, args, Some(1))?;
         Ok(Imap {
-            core: Arc::clone(&self.core),
-            job,
+            results: JobResults::new(self, job, len),
             next: 0,
-            len,
-            _r: PhantomData,
         })
     }
 
@@ -433,10 +430,7 @@ impl Pool {
         let len = args.len();
         let job = self.submit(f, args, Some(1))?;
         Ok(ImapUnordered {
-            core: Arc::clone(&self.core),
-            job,
-            left: len,
-            _r: PhantomData,
+            results: JobResults::new(self, job, len),
         })
     }
 
@@ -682,97 +676,42 @@ impl<T> Drop for AsyncResult<T> {
     }
 }
 
-/// The iterator of [`Pool::imap`]: results in input order.
-///
-/// ```
-/// let pool = conclab::multiprocessing::Pool::new(2).unwrap();
-/// let mut it = pool.imap(|x: u8| x + 1, [1, 2]).unwrap();
-/// assert_eq!(it.len(), 2);
-/// assert_eq!(it.next(), Some(Ok(2)));
-/// ```
-pub struct Imap<R> {
-    core: Arc<Mutex<Core>>,
-    job: u64,
-    next: usize,
-    len: usize,
-    _r: PhantomData<fn() -> R>,
-}
-
-impl<R> std::fmt::Debug for Imap<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap")
-            .field("next", &self.next)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
-impl<R: 'static> Iterator for Imap<R> {
-    type Item = Result<R, MpError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.len {
-            return None;
-        }
-        let (job, i) = (self.job, self.next);
-        let got = drive(&self.core, None, |core| {
-            let j = core.jobs.get_mut(&job)?;
-            j.store().downcast_mut::<Store<R>>()?.take(i)
-        });
-        self.next += 1;
-        match got {
-            Ok(Some(r)) => Some(r),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.len - self.next;
-        (left, Some(left))
-    }
-}
-
-impl<R: 'static> ExactSizeIterator for Imap<R> {}
-
-impl<R> Drop for Imap<R> {
-    fn drop(&mut self) {
-        self.core.lock().abandon(self.job);
-    }
-}
-
-/// The iterator of [`Pool::imap_unordered`]: results in the order they finish.
-///
-/// ```
-/// let pool = conclab::multiprocessing::Pool::new(2).unwrap();
-/// let it = pool.imap_unordered(|x: u8| x, [7]).unwrap();
-/// assert_eq!(it.collect::<Vec<_>>(), vec![Ok(7)]);
-/// ```
-pub struct ImapUnordered<R> {
+/// What [`Imap`] and [`ImapUnordered`] share: the job, how many results are still to
+/// come, and the drop that abandons the job.
+struct JobResults<R> {
     core: Arc<Mutex<Core>>,
     job: u64,
     left: usize,
     _r: PhantomData<fn() -> R>,
 }
 
-impl<R> std::fmt::Debug for ImapUnordered<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImapUnordered")
-            .field("left", &self.left)
-            .finish()
+impl<R: 'static> JobResults<R> {
+    fn new(pool: &Pool, job: u64, len: usize) -> JobResults<R> {
+        JobResults {
+            core: Arc::clone(&pool.core),
+            job,
+            left: len,
+            _r: PhantomData,
+        }
     }
-}
 
-impl<R: 'static> Iterator for ImapUnordered<R> {
-    type Item = Result<R, MpError>;
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Drives the pool until the task that `pick` names has finished, and takes its
+    /// result; `None` once every result was taken.
+    fn next_by(
+        &mut self,
+        mut pick: impl FnMut(&mut Store<R>) -> Option<usize>,
+    ) -> Option<Result<R, MpError>> {
         if self.left == 0 {
             return None;
         }
         let job = self.job;
         let got = drive(&self.core, None, |core| {
-            let j = core.jobs.get_mut(&job)?;
-            let store = j.store().downcast_mut::<Store<R>>()?;
-            let i = store.done_order.pop_front()?;
+            let store = core
+                .jobs
+                .get_mut(&job)?
+                .store()
+                .downcast_mut::<Store<R>>()?;
+            let i = pick(store)?;
             store.take(i)
         });
         self.left -= 1;
@@ -782,14 +721,80 @@ impl<R: 'static> Iterator for ImapUnordered<R> {
             Err(e) => Some(Err(e)),
         }
     }
+}
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
+impl<R> Drop for JobResults<R> {
+    fn drop(&mut self) {
+        self.core.lock().abandon(self.job);
     }
 }
 
-impl<R> Drop for ImapUnordered<R> {
-    fn drop(&mut self) {
-        self.core.lock().abandon(self.job);
+/// The iterator of [`Pool::imap`]: results in input order.
+///
+/// ```
+/// let pool = conclab::multiprocessing::Pool::new(2).unwrap();
+/// let mut it = pool.imap(|x: u8| x + 1, [1, 2]).unwrap();
+/// assert_eq!(it.len(), 2);
+/// assert_eq!(it.next(), Some(Ok(2)));
+/// ```
+pub struct Imap<R> {
+    results: JobResults<R>,
+    next: usize,
+}
+
+impl<R> std::fmt::Debug for Imap<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("next", &self.next)
+            .field("len", &(self.next + self.results.left))
+            .finish()
+    }
+}
+
+impl<R: 'static> Iterator for Imap<R> {
+    type Item = Result<R, MpError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.results.left == 0 {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        self.results.next_by(|_| Some(i))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.results.left, Some(self.results.left))
+    }
+}
+
+impl<R: 'static> ExactSizeIterator for Imap<R> {}
+
+/// The iterator of [`Pool::imap_unordered`]: results in the order they finish.
+///
+/// ```
+/// let pool = conclab::multiprocessing::Pool::new(2).unwrap();
+/// let it = pool.imap_unordered(|x: u8| x, [7]).unwrap();
+/// assert_eq!(it.collect::<Vec<_>>(), vec![Ok(7)]);
+/// ```
+pub struct ImapUnordered<R> {
+    results: JobResults<R>,
+}
+
+impl<R> std::fmt::Debug for ImapUnordered<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapUnordered")
+            .field("left", &self.results.left)
+            .finish()
+    }
+}
+
+impl<R: 'static> Iterator for ImapUnordered<R> {
+    type Item = Result<R, MpError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.results.next_by(|store| store.done_order.pop_front())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.results.left, Some(self.results.left))
     }
 }
