@@ -108,7 +108,7 @@ impl Sandbox {
 
     /// The files a process writes `0` into to join the groups itself (before `exec`, so
     /// that nothing it forks escapes).
-    pub fn join_files(&self) -> Vec<std::ffi::CString> {
+    fn join_files(&self) -> Vec<std::ffi::CString> {
         self.dirs()
             .iter()
             .map(|dir| {
@@ -162,6 +162,37 @@ impl Sandbox {
     /// Kills every member, however many it forks meanwhile; returns how many it killed.
     pub fn kill_all(&self) -> usize {
         kill_members(&self.pids, &self.freezer)
+    }
+}
+
+/// Starts `command` in a session of its own and, with a sandbox, inside its groups.
+///
+/// The child joins by itself between `fork` and `exec`: moved in from outside after it
+/// started, it could fork first and leave a process outside the limits.
+pub fn confine(command: &mut std::process::Command, sandbox: Option<&Sandbox>) {
+    use std::os::unix::process::CommandExt;
+    let join_files = sandbox.map(Sandbox::join_files).unwrap_or_default();
+    // SAFETY: the hook runs in the forked child before exec and calls only
+    // async-signal-safe functions (setsid, open, write, close) on paths built before the
+    // fork; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for file in &join_files {
+                let fd = libc::open(file.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 

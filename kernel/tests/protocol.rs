@@ -6,14 +6,11 @@
 
 #![allow(dead_code)]
 
-#[path = "../src/wire.rs"]
-mod wire;
-
+use conclab_kernel::jupyter::wire::{Message, Session};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wire::{Message, Session};
 
 /// How long a kernel may take to start (it builds its first cells then).
 const START_LIMIT: Duration = Duration::from_secs(180);

@@ -7,7 +7,7 @@
 //! a crash shows as an `error` output saying the subprocess terminated. Both are judged
 //! here; a timeout or a lost kernel fails a cell under either.
 
-use crate::client::Execution;
+use crate::run::client::Execution;
 use serde_json::Value;
 use std::time::Duration;
 

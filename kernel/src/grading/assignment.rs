@@ -290,7 +290,7 @@ mod tests {
             .collect();
         let text =
             json!({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).to_string();
-        crate::notebook::parse(Path::new("source.ipynb"), &text).unwrap()
+        crate::jupyter::notebook::parse(Path::new("source.ipynb"), &text).unwrap()
     }
 
     fn sample() -> Notebook {

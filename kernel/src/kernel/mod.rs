@@ -20,7 +20,7 @@ mod outcome;
 pub mod relay;
 mod transcript;
 
-use crate::wire::{Message, Session, WireError};
+use crate::jupyter::wire::{Message, Session, WireError};
 use events::Event;
 use serde_json::{json, Value};
 use std::fs::File;

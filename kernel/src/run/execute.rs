@@ -1,9 +1,9 @@
 //! Running a notebook's code cells in order in a real kernel, recording their outputs.
 
-use crate::client::{ClientError, Execution, Kernel};
-use crate::kernelspec::InstalledKernel;
+use crate::jupyter::kernelspec::InstalledKernel;
+use crate::run::client::{ClientError, Execution, Kernel};
+use crate::run::verdict::{judge, Failure};
 use crate::sandbox::Sandbox;
-use crate::verdict::{judge, Failure};
 use nbformat::v4::{Cell, Notebook, Output};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -309,7 +309,7 @@ pub fn execute_notebook(
 /// Turns iopub messages into notebook outputs the way Jupyter front ends do: consecutive
 /// text on the same stream is merged, `clear_output` clears (at once, or before the next
 /// output when `wait` is set).
-pub fn notebook_outputs(messages: &[crate::wire::Message]) -> Vec<Output> {
+pub fn notebook_outputs(messages: &[crate::jupyter::wire::Message]) -> Vec<Output> {
     let mut outputs: Vec<Value> = Vec::new();
     let mut clear_pending = false;
     for message in messages {
@@ -372,7 +372,7 @@ pub fn notebook_outputs(messages: &[crate::wire::Message]) -> Vec<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Message;
+    use crate::jupyter::wire::Message;
 
     fn message(msg_type: &str, content: Value) -> Message {
         let header = json!({

@@ -1,18 +1,20 @@
-//! `conclab-kernel run`: execute notebooks headless and report cell by cell.
+//! The headless client: `conclab-kernel run` executes notebooks in a kernel started from
+//! its kernelspec and reports cell by cell. `client` speaks to the kernel, `execute` runs
+//! one notebook, `verdict` judges each cell from the kernel's replies.
 
-use crate::execute::{execute_notebook, CellReport, CellStatus, RunOptions};
-use crate::notebook;
+pub(crate) mod client;
+pub(crate) mod execute;
+pub(crate) mod verdict;
+
+use crate::jupyter::notebook;
+use crate::Error;
+use execute::{execute_notebook, CellReport, CellStatus, RunOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Exit codes, as the README documents them.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_CELL_FAILED: i32 = 1;
-pub const EXIT_BAD_INPUT: i32 = 2;
-
 /// Where executed notebooks go.
 #[derive(Debug, Clone)]
-pub enum Write {
+pub(crate) enum Write {
     /// Report only.
     Nowhere,
     /// Over each input notebook.
@@ -23,50 +25,34 @@ pub enum Write {
 
 /// Totals over every notebook of one command.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Totals {
-    pub notebooks: usize,
-    pub passed: usize,
-    pub failed: usize,
+struct Totals {
+    notebooks: usize,
+    passed: usize,
+    failed: usize,
 }
 
-/// Runs every notebook named by `paths`; returns the process exit code.
-pub fn run(paths: &[PathBuf], options: &RunOptions, write: &Write) -> i32 {
-    let notebooks = match notebook::collect(paths) {
-        Ok(notebooks) => notebooks,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_BAD_INPUT;
-        }
-    };
+/// Runs every notebook named by `paths`; fails if any cell failed.
+pub(crate) fn run(paths: &[PathBuf], options: &RunOptions, write: &Write) -> Result<(), Error> {
+    let notebooks = notebook::collect(paths).map_err(Error::bad_input)?;
     if matches!(write, Write::To(_)) && notebooks.len() != 1 {
-        eprintln!(
-            "error: --output takes one notebook, and {} were given; use --inplace to write each one back",
+        return Err(Error::BadInput(format!(
+            "--output takes one notebook, and {} were given; use --inplace to write each one back",
             notebooks.len()
-        );
-        return EXIT_BAD_INPUT;
+        )));
     }
     // Parse everything first: a bad file stops the run before any kernel starts, and
     // nothing is written.
     let mut parsed = Vec::new();
     for path in &notebooks {
-        match notebook::load(path) {
-            Ok(notebook) => parsed.push((path, notebook)),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return EXIT_BAD_INPUT;
-            }
-        }
+        parsed.push((path, notebook::load(path).map_err(Error::bad_input)?));
     }
     let mut totals = Totals::default();
-    let mut code = EXIT_OK;
+    let mut unsaved = Vec::new();
     for (path, mut notebook) in parsed {
         let outcome = run_one(path, &mut notebook, options);
         totals.notebooks += 1;
         totals.passed += outcome.passed;
         totals.failed += outcome.failed;
-        if outcome.failed > 0 {
-            code = EXIT_CELL_FAILED;
-        }
         let target = match write {
             Write::Nowhere => None,
             Write::InPlace => Some(path.clone()),
@@ -75,7 +61,7 @@ pub fn run(paths: &[PathBuf], options: &RunOptions, write: &Write) -> i32 {
         if let Some(target) = target {
             if let Err(error) = notebook::save(&target, &notebook) {
                 eprintln!("error: {error}");
-                code = EXIT_CELL_FAILED;
+                unsaved.push(target.display().to_string());
             }
         }
     }
@@ -86,7 +72,20 @@ pub fn run(paths: &[PathBuf], options: &RunOptions, write: &Write) -> i32 {
         totals.passed,
         totals.failed
     );
-    code
+    if !unsaved.is_empty() {
+        return Err(Error::Failed(format!(
+            "could not write {}",
+            unsaved.join(", ")
+        )));
+    }
+    if totals.failed > 0 {
+        return Err(Error::Failed(format!(
+            "{} cell{} failed",
+            totals.failed,
+            if totals.failed == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
 }
 
 struct Outcome {

@@ -4,8 +4,8 @@
 //! How the kernel loads the support crate from the working tree and still hits evcxr's
 //! build cache is explained in `kernel/evcxr/README.md`.
 
-use crate::client::Kernel;
-use crate::kernelspec::{self, InstalledKernel, DEFAULT_KERNEL};
+use crate::jupyter::kernelspec::{self, InstalledKernel, DEFAULT_KERNEL};
+use crate::run::client::Kernel;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +23,7 @@ pub enum SetupError {
     #[error(transparent)]
     Spec(#[from] kernelspec::SpecError),
     #[error("the new kernel did not start: {0}")]
-    Kernel(#[from] crate::client::ClientError),
+    Kernel(#[from] crate::run::client::ClientError),
     #[error("loading conclab in the kernel failed: {0}\nkernel output:\n{1}")]
     Warm(String, String),
     #[error("{0} failed ({1}); read its output above")]
@@ -227,7 +227,7 @@ fn warm(kernel: &InstalledKernel, layout: &Layout, startup: Duration) -> Result<
     let mut running = Kernel::start(kernel, &layout.root, startup, None)?;
     let code = "use conclab::prelude::*;\nprintln!(\"conclab loaded\");";
     let execution = running.execute(code, startup, None, |_| {})?;
-    if let Some(failure) = crate::verdict::judge(&execution, startup) {
+    if let Some(failure) = crate::run::verdict::judge(&execution, startup) {
         let log = running.log_tail(30);
         return Err(SetupError::Warm(failure.summary(), log));
     }

@@ -4,13 +4,12 @@
 //! ports on 127.0.0.1, a random HMAC key), in a process group of its own so that it and
 //! everything it forks can be killed together.
 
-use crate::kernelspec::InstalledKernel;
+use crate::jupyter::kernelspec::InstalledKernel;
+use crate::jupyter::wire::{Message, Session, WireError};
 use crate::sandbox::Sandbox;
-use crate::wire::{Message, Session, WireError};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -189,31 +188,10 @@ impl Kernel {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let join_files = sandbox.map(Sandbox::join_files).unwrap_or_default();
-        // SAFETY: the hook runs in the forked child before exec and calls only
-        // async-signal-safe functions (setsid, open, write, close) on data prepared
-        // before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                // Own session and process group: one signal reaches the kernel and all
-                // it forked, and no terminal's signals reach it.
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                for file in &join_files {
-                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    libc::close(fd);
-                    if written != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        // Its own session and process group, so that one signal reaches the kernel and
+        // all it forked, and no terminal's signals reach it; in the sandbox's groups
+        // before exec, so that nothing it forks escapes them.
+        crate::sandbox::confine(&mut command, sandbox);
         if let Some(env) = &kernel.spec.env {
             command.envs(env);
         }

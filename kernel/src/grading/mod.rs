@@ -1,0 +1,296 @@
+//! The assignment tools: `release` writes student versions, `grade` scores submissions
+//! against their source assignment, `merge` joins the gradebooks of sharded runs.
+//!
+//! Each submission is rebuilt from the source: the student's answer cells, and the
+//! source's own locked cells and tests (hidden ones included), so a test cannot be
+//! weakened. It then runs in a fresh kernel inside a [`Sandbox`], and every graded cell
+//! earns its points if it passed, or none with the reason it failed.
+
+mod assemble;
+mod assignment;
+mod report;
+mod score;
+mod shard;
+
+use crate::jupyter::notebook;
+use crate::run::execute::{execute_notebook, CellStatus, RunOptions};
+use crate::sandbox::{Limits, Sandbox};
+use crate::Error;
+use assemble::{assemble, student_name};
+use assignment::marking;
+use nbformat::v4::Notebook;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub(crate) use shard::Shard;
+
+/// One graded cell's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct QuestionResult {
+    pub(crate) grade_id: String,
+    pub(crate) points: f64,
+    pub(crate) max_points: f64,
+    /// Why points were lost; `None` when all were earned.
+    pub(crate) reason: Option<String>,
+    /// A written (markdown) answer: it scores nothing here and waits for a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) manual: bool,
+}
+
+/// One submission's result, written as `result.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SubmissionResult {
+    pub(crate) student: String,
+    pub(crate) submission: PathBuf,
+    pub(crate) score: f64,
+    pub(crate) max_score: f64,
+    pub(crate) questions: Vec<QuestionResult>,
+    /// What the grader did or found beyond scores: restored cells, lost kernels.
+    pub(crate) notes: Vec<String>,
+    pub(crate) seconds: f64,
+}
+
+/// How to grade.
+#[derive(Debug, Clone)]
+pub(crate) struct GradeOptions {
+    pub(crate) run: RunOptions,
+    pub(crate) limits: Limits,
+    /// Where `<student>/result.json` and `<student>/feedback.ipynb` go.
+    pub(crate) output: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GradeError {
+    #[error(transparent)]
+    Notebook(#[from] notebook::NotebookError),
+    #[error("{0}: {1}")]
+    Assignment(PathBuf, assignment::AssignmentError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Grades one submission; writes its `result.json` and `feedback.ipynb`.
+fn grade_one(
+    source_path: &Path,
+    source: &Notebook,
+    submission_path: &Path,
+    options: &GradeOptions,
+) -> Result<SubmissionResult, GradeError> {
+    let started = Instant::now();
+    let student = student_name(submission_path, source_path);
+    let mut notes = Vec::new();
+    let submission = match notebook::load(submission_path) {
+        Ok(submission) => submission,
+        Err(error) => {
+            // An unreadable submission scores nothing but does not stop the batch.
+            notes.push(format!("the submission could not be read: {error}"));
+            let mut empty = source.clone();
+            empty
+                .cells
+                .retain(|cell| !marking(cell).is_some_and(|mark| mark.solution));
+            empty
+        }
+    };
+    let (mut graded, assembled_notes) = assemble(source, &submission)
+        .map_err(|error| GradeError::Assignment(source_path.to_owned(), error))?;
+    notes.extend(assembled_notes);
+
+    // The kernel runs where the source lives, so the source's `:dep` path resolves.
+    let cwd = source_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let sandbox = Sandbox::create(options.limits)?;
+    // A test that stops at a `?` fails by itself: the kernel replies `Err` for it.
+    let reports = execute_notebook(&mut graded, cwd, &options.run, Some(&sandbox), |_| {});
+    if sandbox.task_limit_hit() {
+        notes.push(format!(
+            "the code tried to run more than {} tasks at once; forks beyond that were refused",
+            options.limits.max_tasks
+        ));
+    }
+    if sandbox.memory_limit_hit() {
+        notes.push(format!(
+            "the code reached the memory limit of {} MiB",
+            options.limits.memory_bytes >> 20
+        ));
+    }
+    let leftovers = sandbox.kill_all();
+    if leftovers > 0 {
+        notes.push(format!(
+            "{leftovers} process(es) the code left running were killed"
+        ));
+    }
+    drop(sandbox);
+
+    for report in reports.iter().flatten() {
+        if report.replayed > 0 {
+            notes.push(format!(
+                "the kernel lost its state before cell {}; {} earlier cell(s) were run again first",
+                report.index, report.replayed
+            ));
+        }
+    }
+    let failures: HashMap<usize, String> = match &reports {
+        Ok(reports) => reports
+            .iter()
+            .filter_map(|report| match &report.status {
+                CellStatus::Failed(failure) => Some((report.index, failure.summary())),
+                _ => None,
+            })
+            .collect(),
+        Err(error) => {
+            notes.push(format!("the kernel did not start: {error}"));
+            HashMap::new()
+        }
+    };
+    let questions = score::score(&graded, &failures, reports.is_ok(), &mut notes);
+    let leftovers_note = notes.iter().position(|note| note.contains("left running"));
+    if let Some(position) = leftovers_note {
+        // Said last: it is about the end of the run.
+        let note = notes.remove(position);
+        notes.push(note);
+    }
+    let result = SubmissionResult {
+        student: student.clone(),
+        submission: submission_path.to_owned(),
+        score: questions.iter().map(|q| q.points).sum(),
+        max_score: questions.iter().map(|q| q.max_points).sum(),
+        questions,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    report::write_outputs(&result, graded, &options.output.join(&student))?;
+    Ok(result)
+}
+
+/// Grades `submissions` (files or folders of notebooks) against `source_path`, `jobs`
+/// at a time; prints progress and a table; writes the gradebook.
+pub(crate) fn grade_all(
+    source_path: &Path,
+    submissions: &[PathBuf],
+    options: &GradeOptions,
+    jobs: usize,
+    shard: Option<Shard>,
+) -> Result<(), Error> {
+    let source = notebook::load(source_path).map_err(Error::bad_input)?;
+    assignment::validate(&source)
+        .map_err(|error| Error::BadInput(format!("{}: {error}", source_path.display())))?;
+    let mut paths = notebook::collect(submissions).map_err(Error::bad_input)?;
+    let source_canonical = source_path.canonicalize().ok();
+    paths.retain(|path| path.canonicalize().ok() != source_canonical);
+    paths.sort();
+    if let Some(shard) = shard {
+        paths = paths
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % shard.count == shard.index)
+            .map(|(_, path)| path)
+            .collect();
+    }
+    // Probe the sandbox once, so a machine that cannot contain code says so up front.
+    Sandbox::create(options.limits).map_err(Error::bad_input)?;
+    let total = paths.len();
+    println!(
+        "grading {total} submission(s) of {} with {jobs} kernel(s) at a time",
+        source_path.display()
+    );
+    let queue = std::sync::Mutex::new(paths.into_iter());
+    let done = std::sync::Mutex::new(Vec::<SubmissionResult>::new());
+    let mut failed = false;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| -> bool {
+                    let mut ok = true;
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                        let Some(path) = next else { return ok };
+                        match grade_one(source_path, &source, &path, options) {
+                            Ok(result) => {
+                                let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
+                                done.push(result.clone());
+                                println!("{}", report::progress_line(done.len(), total, &result));
+                            }
+                            Err(error) => {
+                                eprintln!("error grading {}: {error}", path.display());
+                                ok = false;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            failed |= !worker.join().unwrap_or(false);
+        }
+    });
+    let results = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    print!("{}", report::table(&results));
+    let name = match shard {
+        Some(shard) => format!("gradebook-shard-{}-of-{}.csv", shard.index, shard.count),
+        None => "gradebook.csv".to_owned(),
+    };
+    let path = options.output.join(name);
+    std::fs::create_dir_all(&options.output)
+        .and_then(|_| std::fs::write(&path, report::gradebook(&results)))
+        .map_err(|error| Error::Failed(format!("cannot write {}: {error}", path.display())))?;
+    println!("gradebook: {}", path.display());
+    if failed {
+        return Err(Error::Failed(
+            "some submissions could not be graded (see above)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `merge`: joins the results of sharded `grade` runs into one gradebook.
+pub(crate) fn merge(dirs: &[PathBuf], output: &Path) -> Result<(), Error> {
+    let results = report::collect_results(dirs).map_err(Error::bad_input)?;
+    print!("{}", report::table(&results));
+    std::fs::write(output, report::gradebook(&results))
+        .map_err(|error| Error::Failed(format!("cannot write {}: {error}", output.display())))?;
+    println!(
+        "gradebook: {} ({} students)",
+        output.display(),
+        results.len()
+    );
+    Ok(())
+}
+
+/// `release`: writes the student version of each source notebook into `output`. Every
+/// source is checked before anything is written.
+pub(crate) fn release_all(sources: &[PathBuf], output: &Path) -> Result<(), Error> {
+    let notebooks = notebook::collect(sources).map_err(Error::bad_input)?;
+    // Check every source before writing anything.
+    let mut released = Vec::new();
+    for path in &notebooks {
+        let student = notebook::load(path)
+            .map_err(|error| error.to_string())
+            .and_then(|source| {
+                assignment::release(&source).map_err(|error| format!("{}: {error}", path.display()))
+            });
+        released.push((path, student.map_err(Error::BadInput)?));
+    }
+    std::fs::create_dir_all(output)
+        .map_err(|error| Error::BadInput(format!("cannot create {}: {error}", output.display())))?;
+    for (path, student) in released {
+        let target = output.join(path.file_name().unwrap_or_default());
+        if target.canonicalize().ok() == path.canonicalize().ok() {
+            return Err(Error::BadInput(format!(
+                "{} would overwrite its source; choose another --output",
+                target.display()
+            )));
+        }
+        notebook::save(&target, &student).map_err(|error| Error::Failed(error.to_string()))?;
+        println!("released {} -> {}", path.display(), target.display());
+    }
+    Ok(())
+}
