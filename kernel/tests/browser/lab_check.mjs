@@ -105,6 +105,7 @@ function cellFacts() {
         ename: json.ename ?? null,
         mimeTypes: Object.keys(json.data ?? {}),
         rendered: !!rendered,
+        childClasses: child ? child.className : null,
         mime: rendered?.getAttribute('data-mime-type') ?? rendered?.querySelector('[data-mime-type]')?.getAttribute('data-mime-type') ?? null,
         classes: rendered ? rendered.className : null,
         text: (rendered?.innerText ?? '').slice(0, 2000),
