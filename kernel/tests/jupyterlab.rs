@@ -128,6 +128,18 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// If the test is killed before `Drop` runs (a timeout in CI, Ctrl-C), the child gets
+/// SIGTERM: JupyterLab then shuts its kernels down, and the driver's Chromium goes with it.
+fn stop_with_this_test(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe, as a pre_exec closure must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -225,6 +237,7 @@ impl Lab {
             .stderr(log)
             // A process group of its own, to stop it whole.
             .process_group(0);
+        stop_with_this_test(&mut command);
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
             // JupyterLab refuses to start as root unless told; containers and CI run as root.
@@ -285,7 +298,9 @@ impl Lab {
         let script = driver();
         let out = self.dir.path().join(format!("{name}.driver.out"));
         let err = self.dir.path().join(format!("{name}.driver.err"));
-        let mut driver = Command::new("node")
+        let mut command = Command::new("node");
+        stop_with_this_test(&mut command);
+        let mut driver = command
             .arg(&script)
             .arg(config.to_string())
             .current_dir(browser_dir())
