@@ -401,6 +401,12 @@ fn every_failure_is_an_error_in_its_own_cell_and_state_survives_where_evcxr_keep
         .collect(&queued, Duration::from_secs(10), false)
         .unwrap();
     assert_eq!(aborted.reply["status"], "aborted");
+    // JupyterLab would show a count in the aborted cell's prompt, as if it had run.
+    assert!(
+        aborted.reply.get("execution_count").is_none(),
+        "{}",
+        aborted.reply
+    );
     assert!(aborted.text("stdout").is_empty());
 
     // Shutdown with restart: the kernel answers, then its process ends.

@@ -739,10 +739,9 @@ impl ShellState {
             if request.msg_type() == "execute_request" {
                 let parent = request.raw_header.clone();
                 self.shared.iopub.status(Some(&parent), "busy");
-                self.reply(
-                    &request,
-                    json!({"status": "aborted", "execution_count": self.execution_count}),
-                );
+                // No execution count, as ipykernel sends none: JupyterLab shows the
+                // reply's count in the cell's prompt, and an aborted cell never ran.
+                self.reply(&request, json!({"status": "aborted"}));
                 self.shared.iopub.status(Some(&parent), "idle");
             } else {
                 self.handle(&request);
