@@ -107,8 +107,26 @@ enum Commands {
         /// Output one cell may print, in KiB.
         #[arg(long, default_value_t = 1024, value_name = "KIB")]
         max_output: usize,
+        /// Run kernels without cgroups of their own, where the machine already isolates
+        /// each submission (a Gradescope container, a Kubernetes pod).
+        #[arg(long)]
+        no_sandbox: bool,
+        /// Also write the result of the one submission graded here in Gradescope's
+        /// `results.json` format.
+        #[arg(long, value_name = "FILE")]
+        gradescope: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
+    },
+    /// Write a Gradescope autograder for an assignment: setup.sh, run_autograder and the
+    /// repository's files, to zip and upload.
+    Gradescope {
+        /// The source assignment, inside this repository.
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+        /// Folder to write the autograder into (created if missing).
+        #[arg(long, short, value_name = "DIR")]
+        output: PathBuf,
     },
     /// Combine the results of sharded grading runs into one gradebook.
     Merge {
@@ -177,6 +195,8 @@ impl Cli {
                 max_tasks,
                 memory,
                 max_output,
+                no_sandbox,
+                gradescope,
                 limits,
             } => {
                 let mut run = run_options(&limits)?;
@@ -190,10 +210,13 @@ impl Cli {
                         memory_bytes: memory << 20,
                     },
                     output,
+                    sandbox: !no_sandbox,
+                    gradescope,
                 };
                 grading::grade_all(&source, &submissions, &options, jobs, shard)
             }
             Commands::Merge { dirs, output } => grading::merge(&dirs, &output),
+            Commands::Gradescope { source, output } => grading::write_autograder(&source, &output),
             Commands::Run {
                 paths,
                 inplace,

@@ -7,6 +7,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -109,9 +116,13 @@ fn hostile_submissions_are_graded_with_reasons_and_leave_nothing_behind() {
     expect(
         "loop_forever",
         0.0,
-        "q1-answer failed first: timeout: still running after 30 s",
+        "`factorial` is not defined, because q1-answer did not finish: timeout: still running after 30 s",
     );
-    expect("deadlock", 0.0, "q1-answer failed first: timeout");
+    expect(
+        "deadlock",
+        0.0,
+        "is not defined, because q1-answer did not finish: timeout",
+    );
     expect("fork_bomb", 0.0, "more than 256 tasks at once");
     expect(
         "print_100mb",
@@ -212,4 +223,132 @@ fn a_test_that_stops_at_a_question_mark_earns_nothing() {
     let feedback = std::fs::read_to_string(out.join("right").join("feedback.ipynb")).unwrap();
     assert!(feedback.contains("parsed [1, 2]"), "{feedback}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn an_unreadable_or_foreign_submission_loses_every_point_for_that_reason() {
+    let tag = format!("unusable-{}", std::process::id());
+    let out = std::env::temp_dir().join(format!("conclab-grading-{tag}"));
+    let inbox = std::env::temp_dir().join(format!("conclab-inbox-{tag}"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::copy(
+        fixtures().join("invalid_json.ipynb"),
+        inbox.join("garbled.ipynb"),
+    )
+    .unwrap();
+    // A notebook with no nbgrader cells at all: the wrong file handed in.
+    std::fs::copy(
+        fixtures().join("passing.ipynb"),
+        inbox.join("foreign.ipynb"),
+    )
+    .unwrap();
+    let report = grade(&tag, &[inbox.clone()], &out, &[]);
+
+    let garbled = result(&out, "garbled");
+    let reason = garbled["questions"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("not a readable notebook: ")
+            && reason.contains("invalid JSON at line 3, column"),
+        "{reason}\n{report}"
+    );
+    let foreign = result(&out, "foreign");
+    let reason = foreign["questions"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        reason, "not a submission of assignment: none of its 1 graded cells are present",
+        "{report}"
+    );
+    for student in ["garbled", "foreign"] {
+        assert_eq!(result(&out, student)["score"].as_f64(), Some(0.0));
+        assert!(out.join(student).join("feedback.ipynb").is_file());
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&inbox).unwrap();
+}
+
+#[test]
+fn gradescope_gets_its_results_json_and_an_autograder_that_builds_conclab() {
+    let tag = format!("gradescope-{}", std::process::id());
+    let out = std::env::temp_dir().join(format!("conclab-grading-{tag}"));
+    let upload = std::env::temp_dir().join(format!("conclab-upload-{tag}"));
+    std::fs::create_dir_all(&upload).unwrap();
+    std::fs::copy(
+        fixtures().join("submissions/wrong_answer.ipynb"),
+        upload.join("assignment.ipynb"),
+    )
+    .unwrap();
+    let results = out.join("results.json");
+    let gradescope = results.to_str().unwrap().to_owned();
+    let report = grade(
+        &tag,
+        &[upload.clone()],
+        &out,
+        &["--gradescope", &gradescope],
+    );
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(json["score"].as_f64(), Some(0.0), "{json:#}\n{report}");
+    let test = &json["tests"][0];
+    assert_eq!(test["name"], "q1-tests", "{json:#}");
+    assert_eq!(test["max_score"].as_f64(), Some(2.0));
+    assert!(
+        test["output"]
+            .as_str()
+            .unwrap()
+            .contains("assertion `left == right` failed"),
+        "{json:#}"
+    );
+    assert!(json["output"].is_string() && test["visibility"] == "visible");
+
+    // More than one submission cannot go into one results.json.
+    let two = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"))
+        .args(["grade", "--gradescope", &gradescope, "--source"])
+        .arg(fixtures().join("assignment.ipynb"))
+        .arg(fixtures().join("submissions"))
+        .output()
+        .unwrap();
+    assert_eq!(two.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&two.stderr).contains("--gradescope writes one submission"));
+
+    let autograder = out.join("autograder");
+    let source = repo().join("notebooks/assignments/threads-and-processes.ipynb");
+    let made = Command::new(env!("CARGO_BIN_EXE_conclab-kernel"))
+        .arg("gradescope")
+        .arg(&source)
+        .arg("-o")
+        .arg(&autograder)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for script in ["setup.sh", "run_autograder"] {
+        let path = autograder.join(script);
+        let syntax = Command::new("bash").arg("-n").arg(&path).status().unwrap();
+        assert!(syntax.success(), "{script} is not valid bash");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o111, 0o111, "{script} is executable");
+    }
+    let run = std::fs::read_to_string(autograder.join("run_autograder")).unwrap();
+    assert!(run.contains("--source \"notebooks/assignments/threads-and-processes.ipynb\""));
+    let tree = autograder.join("conclab");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/lib.rs",
+        "kernel/src/main.rs",
+        "notebooks/assignments/threads-and-processes.ipynb",
+    ] {
+        assert!(
+            tree.join(file).is_file(),
+            "{file} missing from the autograder"
+        );
+    }
+    assert!(!tree.join("target").exists(), "build output is not shipped");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&upload).unwrap();
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// The key that ties a submission's cell to the source's: the nbgrader id, else the
 /// cell id.
-fn key(cell: &Cell) -> String {
+pub(super) fn key(cell: &Cell) -> String {
     marking(cell)
         .and_then(|mark| mark.grade_id)
         .unwrap_or_else(|| cell.id().as_str().to_owned())

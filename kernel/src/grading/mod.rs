@@ -8,6 +8,7 @@
 
 mod assemble;
 mod assignment;
+mod gradescope;
 mod report;
 mod score;
 mod shard;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub(crate) use gradescope::write_autograder;
 pub(crate) use shard::Shard;
 
 /// One graded cell's result.
@@ -59,6 +61,11 @@ pub(crate) struct GradeOptions {
     pub(crate) limits: Limits,
     /// Where `<student>/result.json` and `<student>/feedback.ipynb` go.
     pub(crate) output: PathBuf,
+    /// Whether each kernel runs in cgroups of its own; off where the machine already
+    /// boxes each submission (a Gradescope container, a Kubernetes pod).
+    pub(crate) sandbox: bool,
+    /// Also write the (single) submission's result here, in Gradescope's format.
+    pub(crate) gradescope: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +83,76 @@ pub(crate) enum GradeError {
     },
 }
 
+/// Why `submission` is no submission of `source` at all (the lecture handed in instead
+/// of the assignment, say): it holds none of the source's answer and test cells.
+fn not_this_assignment(
+    source_path: &Path,
+    source: &Notebook,
+    submission: &Notebook,
+) -> Option<String> {
+    let marked: Vec<String> = source
+        .cells
+        .iter()
+        .filter(|cell| marking(cell).is_some_and(|mark| mark.grade || mark.solution))
+        .map(assemble::key)
+        .collect();
+    let submitted: std::collections::HashSet<String> =
+        submission.cells.iter().map(assemble::key).collect();
+    if marked.is_empty() || marked.iter().any(|key| submitted.contains(key)) {
+        return None;
+    }
+    let graded = source
+        .cells
+        .iter()
+        .filter(|cell| marking(cell).is_some_and(|mark| mark.grade))
+        .count();
+    let name = source_path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy();
+    Some(format!(
+        "not a submission of {name}: none of its {graded} graded cells are present"
+    ))
+}
+
+/// The result of a submission that could not be graded at all: every question loses its
+/// points for `reason`. The feedback notebook is the student version with the summary.
+fn ungraded(
+    source: &Notebook,
+    student: &str,
+    submission_path: &Path,
+    reason: String,
+    started: Instant,
+    options: &GradeOptions,
+) -> Result<SubmissionResult, GradeError> {
+    let questions: Vec<QuestionResult> = source
+        .cells
+        .iter()
+        .filter_map(|cell| {
+            let mark = marking(cell).filter(|mark| mark.grade)?;
+            Some(QuestionResult {
+                grade_id: mark.grade_id.clone().unwrap_or_default(),
+                points: 0.0,
+                max_points: mark.points,
+                reason: Some(reason.clone()),
+                manual: !matches!(cell, nbformat::v4::Cell::Code { .. }),
+            })
+        })
+        .collect();
+    let result = SubmissionResult {
+        student: student.to_owned(),
+        submission: submission_path.to_owned(),
+        score: 0.0,
+        max_score: questions.iter().map(|q| q.max_points).sum(),
+        questions,
+        notes: vec![reason],
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let feedback = assignment::release(source).unwrap_or_else(|_| source.clone());
+    report::write_outputs(&result, feedback, &options.output.join(student))?;
+    Ok(result)
+}
+
 /// Grades one submission; writes its `result.json` and `feedback.ipynb`.
 fn grade_one(
     source_path: &Path,
@@ -88,16 +165,16 @@ fn grade_one(
     let mut notes = Vec::new();
     let submission = match notebook::load(submission_path) {
         Ok(submission) => submission,
+        // An unusable submission scores nothing, with the reason at every question, and
+        // does not stop the batch; no kernel runs for it.
         Err(error) => {
-            // An unreadable submission scores nothing but does not stop the batch.
-            notes.push(format!("the submission could not be read: {error}"));
-            let mut empty = source.clone();
-            empty
-                .cells
-                .retain(|cell| !marking(cell).is_some_and(|mark| mark.solution));
-            empty
+            let reason = format!("not a readable notebook: {error}");
+            return ungraded(source, &student, submission_path, reason, started, options);
         }
     };
+    if let Some(reason) = not_this_assignment(source_path, source, &submission) {
+        return ungraded(source, &student, submission_path, reason, started, options);
+    }
     let (mut graded, assembled_notes) = assemble(source, &submission)
         .map_err(|error| GradeError::Assignment(source_path.to_owned(), error))?;
     notes.extend(assembled_notes);
@@ -107,28 +184,32 @@ fn grade_one(
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let sandbox = Sandbox::create(options.limits)?;
+    let sandbox = match options.sandbox {
+        true => Some(Sandbox::create(options.limits)?),
+        false => None,
+    };
     // A test that stops at a `?` fails by itself: the kernel replies `Err` for it.
-    let reports = execute_notebook(&mut graded, cwd, &options.run, Some(&sandbox), |_| {});
-    if sandbox.task_limit_hit() {
-        notes.push(format!(
-            "the code tried to run more than {} tasks at once; forks beyond that were refused",
-            options.limits.max_tasks
-        ));
+    let reports = execute_notebook(&mut graded, cwd, &options.run, sandbox.as_ref(), |_| {});
+    if let Some(sandbox) = sandbox {
+        if sandbox.task_limit_hit() {
+            notes.push(format!(
+                "the code tried to run more than {} tasks at once; forks beyond that were refused",
+                options.limits.max_tasks
+            ));
+        }
+        if sandbox.memory_limit_hit() {
+            notes.push(format!(
+                "the code reached the memory limit of {} MiB",
+                options.limits.memory_bytes >> 20
+            ));
+        }
+        let leftovers = sandbox.kill_all();
+        if leftovers > 0 {
+            notes.push(format!(
+                "{leftovers} process(es) the code left running were killed"
+            ));
+        }
     }
-    if sandbox.memory_limit_hit() {
-        notes.push(format!(
-            "the code reached the memory limit of {} MiB",
-            options.limits.memory_bytes >> 20
-        ));
-    }
-    let leftovers = sandbox.kill_all();
-    if leftovers > 0 {
-        notes.push(format!(
-            "{leftovers} process(es) the code left running were killed"
-        ));
-    }
-    drop(sandbox);
 
     for report in reports.iter().flatten() {
         if report.replayed > 0 {
@@ -195,8 +276,20 @@ pub(crate) fn grade_all(
             .map(|(_, path)| path)
             .collect();
     }
+    if options.gradescope.is_some() && paths.len() != 1 {
+        return Err(Error::BadInput(format!(
+            "--gradescope writes one submission's result, and {} submissions were found; give the folder of one student's upload",
+            paths.len()
+        )));
+    }
     // Probe the sandbox once, so a machine that cannot contain code says so up front.
-    Sandbox::create(options.limits).map_err(Error::bad_input)?;
+    if options.sandbox {
+        Sandbox::create(options.limits).map_err(|error| {
+            Error::BadInput(format!(
+                "{error}; on a machine that already isolates each submission, pass --no-sandbox"
+            ))
+        })?;
+    }
     let total = paths.len();
     println!(
         "grading {total} submission(s) of {} with {jobs} kernel(s) at a time",
@@ -233,6 +326,13 @@ pub(crate) fn grade_all(
         }
     });
     let results = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let (Some(path), Some(result)) = (&options.gradescope, results.first()) {
+        let json = serde_json::to_string_pretty(&gradescope::results_json(result))
+            .expect("results serialize");
+        std::fs::write(path, json + "\n")
+            .map_err(|error| Error::Failed(format!("cannot write {}: {error}", path.display())))?;
+        println!("gradescope results: {}", path.display());
+    }
     print!("{}", report::table(&results));
     let name = match shard {
         Some(shard) => format!("gradebook-shard-{}-of-{}.csv", shard.index, shard.count),

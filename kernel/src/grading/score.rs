@@ -18,7 +18,8 @@ pub(super) fn score(
     notes: &mut Vec<String>,
 ) -> Vec<QuestionResult> {
     let mut questions = Vec::new();
-    let mut earlier_failure: Option<String> = None;
+    // The latest failed cell that is not graded (an answer, a setup cell), as (name, why).
+    let mut earlier_failure: Option<(String, String)> = None;
     for (index, cell) in graded.cells.iter().enumerate() {
         let mark = marking(cell);
         if !mark.as_ref().is_some_and(|mark| mark.grade) {
@@ -27,7 +28,7 @@ pub(super) fn score(
                     .and_then(|mark| mark.grade_id)
                     .unwrap_or_else(|| format!("cell {index}"));
                 notes.push(format!("{name} failed: {failure}"));
-                earlier_failure = Some(format!("{name} failed first: {failure}"));
+                earlier_failure = Some((name, failure.clone()));
             }
             continue;
         }
@@ -46,7 +47,7 @@ pub(super) fn score(
             Some("not run: the kernel did not start".to_owned())
         } else if let Some(failure) = failures.get(&index) {
             Some(match &earlier_failure {
-                Some(earlier) => format!("{failure} ({earlier})"),
+                Some(earlier) => because(failure, earlier),
                 None => failure.clone(),
             })
         } else if !ran {
@@ -63,6 +64,20 @@ pub(super) fn score(
         });
     }
     questions
+}
+
+/// A test's failure told through the failure it most likely follows from. A name the
+/// test cannot find is the common case: it is missing because the answer that defines
+/// it did not finish, and that is what the student must fix.
+fn because(failure: &str, (name, why): &(String, String)) -> String {
+    let missing = failure
+        .contains("cannot find")
+        .then(|| failure.split('`').nth(1))
+        .flatten();
+    match missing {
+        Some(item) => format!("`{item}` is not defined, because {name} did not finish: {why}"),
+        None => format!("{failure} ({name} failed first: {why})"),
+    }
 }
 
 #[cfg(test)]
@@ -118,9 +133,20 @@ mod tests {
         assert_eq!(questions[1].points, 0.0);
         assert_eq!(
             questions[1].reason.as_deref(),
-            Some("compile error: cannot find `f` (q2-answer failed first: panic: todo)")
+            Some("`f` is not defined, because q2-answer did not finish: panic: todo")
         );
         assert_eq!(notes, ["q2-answer failed: panic: todo"]);
+        let other = because(
+            "panic: assertion failed",
+            &(
+                "q1-answer".into(),
+                "timeout: still running after 20 s".into(),
+            ),
+        );
+        assert_eq!(
+            other,
+            "panic: assertion failed (q1-answer failed first: timeout: still running after 20 s)"
+        );
     }
 
     #[test]
