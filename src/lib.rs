@@ -13,6 +13,7 @@
 //! | `concurrent.futures` | [`futures`] |
 //! | `multiprocessing` | [`multiprocessing`] (also reachable as `mp` through the prelude) |
 //! | the GIL | [`gil`], a simulation to teach with: Rust has no GIL |
+//! | (none: a process pool) | [`parallel`]: rayon's `par_iter` on a pool the notebook holds |
 //!
 //! and [`timeline`], [`chart`] and [`table`] draw what happened ([`display`] shows them
 //! inline in a notebook).
@@ -32,6 +33,7 @@ pub mod futures;
 pub mod gil;
 
 pub mod multiprocessing;
+pub mod parallel;
 pub mod prelude;
 pub mod queue;
 pub mod threading;
@@ -39,6 +41,9 @@ pub mod threading;
 // What every blocking primitive above sleeps on: nothing kept in a static (see sync.rs).
 mod futex;
 mod sync;
+
+/// rayon itself, so that a notebook needs no `:dep` of its own for it (see [`parallel`]).
+pub use rayon;
 
 // Pictures: what happened, drawn (issue 7).
 pub mod chart;
