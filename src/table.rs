@@ -449,13 +449,15 @@ impl Table {
         out
     }
 
-    /// Shows the table as HTML in a notebook cell (evcxr calls this for a cell's last
-    /// value).
+    /// Shows the table in a notebook cell (evcxr calls this for a cell's last value): as
+    /// HTML, with the aligned text of [`Display`](std::fmt::Display) as the `text/plain`
+    /// fallback that a terminal client, a diff or a grader reads.
     ///
     /// ```
     /// conclab::table::Table::new(["a"]).row([1]).evcxr_display();
     /// ```
     pub fn evcxr_display(&self) {
+        display::print_block("text/plain", &self.to_string());
         display::print_block(display::HTML_MIME, &self.html());
     }
 }
