@@ -41,8 +41,15 @@
 //! # Ok::<(), conclab::parallel::ParallelError>(())
 //! ```
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A lock of ours is never left inconsistent by a panic, so a poisoned one is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// What can go wrong when starting a [`RayonPool`].
 #[derive(Debug, thiserror::Error)]
@@ -59,17 +66,25 @@ fn which_copy() -> usize {
     which_copy as fn() -> usize as usize
 }
 
-/// One set of rayon threads, and the handles that join them.
+/// What a pool keeps of each thread it started: the handle that joins it, and its Linux
+/// thread id, which stays in `/proc/self/task` for a moment after `join` returns.
+#[derive(Default)]
+struct Started {
+    handles: Vec<JoinHandle<()>>,
+    tids: Vec<libc::pid_t>,
+}
+
+/// One set of rayon threads, and what it takes to see them gone.
 struct Threads {
     pool: Option<rayon::ThreadPool>,
-    handles: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    started: Arc<Mutex<Started>>,
     copy: usize,
 }
 
 impl Threads {
     fn start(threads: usize) -> Result<Threads, ParallelError> {
-        let handles: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let keep = Arc::clone(&handles);
+        let started: Arc<Mutex<Started>> = Arc::default();
+        let keep = Arc::clone(&started);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("rayon-{i}"))
@@ -81,16 +96,20 @@ impl Threads {
                 if let Some(size) = thread.stack_size() {
                     builder = builder.stack_size(size);
                 }
-                let handle = builder.spawn(move || thread.run())?;
-                keep.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(handle);
+                let tids = Arc::clone(&keep);
+                let handle = builder.spawn(move || {
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() };
+                    lock(&tids).tids.push(tid);
+                    thread.run()
+                })?;
+                lock(&keep).handles.push(handle);
                 Ok(())
             })
             .build()?;
         Ok(Threads {
             pool: Some(pool),
-            handles,
+            started,
             copy: which_copy(),
         })
     }
@@ -99,12 +118,21 @@ impl Threads {
 impl Drop for Threads {
     fn drop(&mut self) {
         // Dropping rayon's pool only asks its threads to stop; joining them waits until
-        // they are gone, so the thread count is back down when this returns.
+        // they have ended.
         drop(self.pool.take());
-        let handles =
-            std::mem::take(&mut *self.handles.lock().unwrap_or_else(PoisonError::into_inner));
+        let handles = std::mem::take(&mut lock(&self.started).handles);
         for handle in handles {
             let _ = handle.join();
+        }
+        // `join` returns when a thread's stack is free, a moment before Linux drops the
+        // thread from `/proc/self/task`: wait for that too (at most a second), so that a
+        // thread count taken right after the drop is already down.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for tid in std::mem::take(&mut lock(&self.started).tids) {
+            let entry = format!("/proc/self/task/{tid}");
+            while Path::new(&entry).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(50));
+            }
         }
     }
 }
@@ -198,7 +226,7 @@ impl RayonPool {
         R: Send,
     {
         let threads = {
-            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut current = lock(&self.current);
             if current.copy != which_copy() {
                 // Built by another cell's copy of rayon: its threads would not see this
                 // cell's parallel iterators as running inside a pool.
