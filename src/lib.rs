@@ -13,6 +13,7 @@
 //! | `concurrent.futures` | [`futures`] |
 //! | `multiprocessing` | [`multiprocessing`] (also reachable as `mp` through the prelude) |
 //! | the GIL | [`gil`], a simulation to teach with: Rust has no GIL |
+//! | (none: a process pool) | [`parallel`]: rayon's `par_iter` on a pool the notebook holds |
 //!
 //! and [`timeline`], [`chart`] and [`table`] draw what happened ([`display`] shows them
 //! inline in a notebook).
@@ -35,6 +36,7 @@ pub mod futures;
 pub mod gil;
 
 pub mod multiprocessing;
+pub mod parallel;
 pub mod prelude;
 pub mod queue;
 pub mod threading;
@@ -43,6 +45,9 @@ pub mod threading;
 // blocking building blocks of the thread side (std's, or loom's under `--cfg loom`).
 mod os;
 mod sync;
+
+/// rayon itself, so that a notebook needs no `:dep` of its own for it (see [`parallel`]).
+pub use rayon;
 
 // Pictures: what happened, drawn.
 pub mod chart;

@@ -31,3 +31,7 @@ pub use crate::multiprocessing::{
     cpu_count, Array, AsyncResult, Connection, DictProxy, JoinableQueue, ListProxy, Manager,
     MpError, Pipe, Pool, Process, ProcessBuilder, ProcessPoolExecutor, Value,
 };
+
+// --- data parallelism on threads (issue 15): rayon's traits, and a pool to hold ---
+pub use crate::parallel::{os_thread_count, RayonPool};
+pub use rayon::prelude::*;

@@ -449,8 +449,9 @@ impl Table {
         out
     }
 
-    /// Shows the table as HTML in a notebook cell (evcxr calls this for a cell's last
-    /// value), with its text form as the `text/plain`.
+    /// Shows the table in a notebook cell (evcxr calls this for a cell's last value): as
+    /// HTML, with the aligned text of [`Display`](std::fmt::Display) as the `text/plain`
+    /// fallback that a terminal client, a diff or a grader reads.
     ///
     /// ```
     /// conclab::table::Table::new(["a"]).row([1]).evcxr_display();

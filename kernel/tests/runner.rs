@@ -353,3 +353,38 @@ fn a_process_pool_runs_functions_defined_in_later_cells() {
     assert!(squares.contains("re-forked: true"), "{squares}");
     assert!(cell_text(&notebook, 4).contains("cubes: [1, 8, 27, 64, 125]"));
 }
+
+/// The `threads...: N` figures a cell printed, in order.
+fn thread_counts(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter(|line| line.starts_with("threads"))
+        .filter_map(|line| line.rsplit(':').next()?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn ten_cells_of_rayon_pools_leave_the_kernel_thread_count_flat() {
+    // Each cell links its own rayon: a cell that used rayon's global pool would leave one
+    // more pool running. `RayonPool` values are joined when dropped, and the pool held
+    // across cells replaces its threads in each new cell.
+    let (run, notebook) = run_fixture("rayon_across_cells.ipynb", "120");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let at_start = thread_counts(&cell_text(&notebook, 1));
+    assert_eq!(at_start.len(), 1, "{}", cell_text(&notebook, 1));
+    let counts: Vec<usize> = (2..12)
+        .flat_map(|cell| thread_counts(&cell_text(&notebook, cell)))
+        .collect();
+    assert_eq!(counts.len(), 10, "{counts:?}");
+    for cell in 2..12 {
+        let text = cell_text(&notebook, cell);
+        assert!(
+            text.contains("parallel iterators see the held pool: true"),
+            "cell {cell}: {text}"
+        );
+    }
+    assert!(
+        counts.iter().all(|&n| n == at_start[0]),
+        "thread counts after each of ten rayon cells: {counts:?}, {} with the held pool at the start",
+        at_start[0]
+    );
+}
