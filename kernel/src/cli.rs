@@ -23,7 +23,7 @@ use std::time::Duration;
 #[command(
     name = "conclab-kernel",
     version,
-    about = "Set up the conclab kernel and run notebooks headless"
+    about = "The conclab Jupyter kernel, its set-up, a headless notebook runner, and assignment release and grading"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -242,7 +242,7 @@ fn an_unreadable_or_foreign_submission_loses_every_point_for_that_reason() {
         inbox.join("foreign.ipynb"),
     )
     .unwrap();
-    let report = grade(&tag, &[inbox.clone()], &out, &[]);
+    let report = grade(&tag, std::slice::from_ref(&inbox), &out, &[]);
 
     let garbled = result(&out, "garbled");
     let reason = garbled["questions"][0]["reason"]
@@ -284,7 +284,7 @@ fn gradescope_gets_its_results_json_and_an_autograder_that_builds_conclab() {
     let gradescope = results.to_str().unwrap().to_owned();
     let report = grade(
         &tag,
-        &[upload.clone()],
+        std::slice::from_ref(&upload),
         &out,
         &["--gradescope", &gradescope],
     );
