@@ -228,7 +228,11 @@ impl Cli {
                     (false, Some(path)) => run::Write::To(path),
                     (false, None) => run::Write::Nowhere,
                 };
-                run::run(&paths, &run_options(&limits)?, &write)
+                let mut options = run_options(&limits)?;
+                // What a student's copy runs: a source saved in place must not show the
+                // hidden tests' output.
+                options.skip_hidden_tests = true;
+                run::run(&paths, &options, &write)
             }
         }
     }

@@ -388,3 +388,25 @@ fn ten_cells_of_rayon_pools_leave_the_kernel_thread_count_flat() {
         at_start[0]
     );
 }
+
+#[test]
+fn run_leaves_out_hidden_tests_so_a_saved_source_shows_what_students_see() {
+    let (run, notebook) = run_fixture("hidden_tests.ipynb", "30");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let text = cell_text(&notebook, 0);
+    assert!(text.contains("visible check"), "{text}");
+    assert!(
+        !text.contains("hidden check"),
+        "the hidden test ran: {text}"
+    );
+    let source: String = notebook["cells"][0]["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line.as_str().unwrap())
+        .collect();
+    assert!(
+        source.contains("BEGIN HIDDEN TESTS"),
+        "the source keeps them"
+    );
+}

@@ -157,6 +157,16 @@ fn replace_regions(
     Ok((out, found))
 }
 
+/// `text` without its hidden-test regions (markers included): the code a student's copy
+/// of the cell runs. Text whose markers do not pair is returned whole; `validate` reports
+/// it.
+pub fn without_hidden_tests(text: &str) -> String {
+    match replace_regions(0, text, BEGIN_HIDDEN, END_HIDDEN, None) {
+        Ok((stripped, _)) => stripped,
+        Err(_) => text.to_owned(),
+    }
+}
+
 /// A fingerprint of what a student may not change in a cell: its kind, id, points and
 /// source. Recorded in the released notebook; a submission whose locked cell no longer
 /// matches was edited.
@@ -263,6 +273,14 @@ fn nbgrader_metadata(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hidden_tests_are_cut_out_with_their_markers() {
+        let text = "check(1);\n// BEGIN HIDDEN TESTS\ncheck(2);\n// END HIDDEN TESTS\ndone();";
+        assert_eq!(super::without_hidden_tests(text), "check(1);\ndone();");
+        let unpaired = "a();\n// BEGIN HIDDEN TESTS\nb();";
+        assert_eq!(super::without_hidden_tests(unpaired), unpaired);
+    }
+
     use super::*;
     use std::path::Path;
 

@@ -7,7 +7,7 @@
 //! earns its points if it passed, or none with the reason it failed.
 
 mod assemble;
-mod assignment;
+pub(crate) mod assignment;
 mod gradescope;
 mod report;
 mod score;

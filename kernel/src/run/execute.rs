@@ -30,6 +30,10 @@ pub struct RunOptions {
     /// After a failure that loses the kernel's state, run the cells that had passed
     /// again before going on, so later cells find what they depend on (grading).
     pub replay_after_state_loss: bool,
+    /// Leave out each cell's hidden-test region (nbgrader's `BEGIN HIDDEN TESTS` ..
+    /// `END HIDDEN TESTS`), so that an assignment source run in place is saved with the
+    /// outputs a student's copy shows. Grading runs them.
+    pub skip_hidden_tests: bool,
 }
 
 impl RunOptions {
@@ -43,6 +47,7 @@ impl RunOptions {
             notebook_timeout: None,
             max_output_bytes: None,
             replay_after_state_loss: false,
+            skip_hidden_tests: false,
         }
     }
 }
@@ -207,7 +212,10 @@ pub fn execute_notebook(
         else {
             continue;
         };
-        let code = source.concat();
+        let mut code = source.concat();
+        if options.skip_hidden_tests {
+            code = crate::grading::assignment::without_hidden_tests(&code);
+        }
         if code.trim().is_empty() {
             continue;
         }
