@@ -3,8 +3,10 @@
 //!
 //! Each submission is rebuilt from the source: the student's answer cells, and the
 //! source's own locked cells and tests (hidden ones included), so a test cannot be
-//! weakened. It then runs in a fresh kernel inside a [`Sandbox`], and every graded cell
-//! earns its points if it passed, or none with the reason it failed.
+//! weakened. It then runs in a fresh kernel inside a [`Sandbox`] (unless the machine
+//! already boxes each submission: `--no-sandbox`), and every graded cell earns its
+//! points if it passed, or none with the reason it failed. The results go to
+//! `result.json`, a feedback notebook, the gradebook and, for Gradescope, `results.json`.
 
 mod assemble;
 pub(crate) mod assignment;
