@@ -95,7 +95,7 @@ pub fn set_source(cell: &mut Cell, text: &str) {
     }
 }
 
-fn is_code(cell: &Cell) -> bool {
+pub(crate) fn is_code(cell: &Cell) -> bool {
     matches!(cell, Cell::Code { .. })
 }
 

@@ -137,7 +137,7 @@ fn ungraded(
                 points: 0.0,
                 max_points: mark.points,
                 reason: Some(reason.clone()),
-                manual: !matches!(cell, nbformat::v4::Cell::Code { .. }),
+                manual: !assignment::is_code(cell),
             })
         })
         .collect();
