@@ -15,6 +15,7 @@
 //! control at once, shell's `kernel_info` once evcxr has loaded `init.evcxr` (clients
 //! take that reply to mean the kernel is ready for cells).
 
+mod course_crate;
 pub mod events;
 mod outcome;
 pub mod relay;
@@ -33,6 +34,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use transcript::{Stream, Transcript};
 
+/// The kernelspec's variable that names the course crate's folder.
+pub use course_crate::CRATE_VARIABLE as COURSE_CRATE_VARIABLE;
 /// The evcxr release the kernel is built on (pinned in Cargo.lock).
 pub const EVCXR_VERSION: &str = "0.22.0";
 const PROTOCOL_VERSION: &str = "5.3";
@@ -828,8 +831,17 @@ impl ShellState {
             // The kernel's own, from init.evcxr.
             .filter(|name| !name.starts_with("_conclab"))
             .collect();
+        let (code_to_run, replaced) = course_crate::point_at_course_crate(
+            code,
+            &std::env::current_dir().unwrap_or_default(),
+            course_crate::from_environment().as_deref(),
+        );
+        for path in replaced {
+            // To the kernel's log (the Jupyter server's terminal), not the notebook.
+            eprintln!("conclab-kernel: `:dep conclab` path {path:?} holds no crate here; loading the course crate from ${COURSE_CRATE_VARIABLE}");
+        }
         let result = context.execute_with_callbacks(
-            &with_flush(code),
+            &with_flush(&code_to_run),
             &mut evcxr::EvalCallbacks {
                 input_reader: &|input| {
                     if !allow_stdin {

@@ -194,7 +194,7 @@ fn write_evcxr_config(layout: &Layout) -> Result<bool, SetupError> {
 
 /// The conclab kernelspec for this machine: this binary's `kernel` command.
 pub fn kernel_json(layout: &Layout, exe: &Path) -> serde_json::Value {
-    json!({
+    let mut spec = json!({
         "argv": [exe.display().to_string(), "kernel", "--connection-file", "{connection_file}"],
         "display_name": "Rust (conclab)",
         "language": "rust",
@@ -204,7 +204,10 @@ pub fn kernel_json(layout: &Layout, exe: &Path) -> serde_json::Value {
             "TMPDIR": layout.scratch_dir().display().to_string(),
         },
         "metadata": { "conclab": { "repository": layout.root.display().to_string() } }
-    })
+    });
+    // Where the kernel finds the course crate for a notebook copied out of the tree.
+    spec["env"][crate::kernel::COURSE_CRATE_VARIABLE] = json!(layout.root.display().to_string());
+    spec
 }
 
 fn register_kernel(layout: &Layout, exe: &Path) -> Result<(bool, PathBuf), SetupError> {
