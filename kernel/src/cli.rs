@@ -69,7 +69,7 @@ enum Commands {
         limits: Limits,
     },
     /// Write the student version of assignment notebooks: solutions replaced by stubs,
-    /// hidden tests removed, outputs cleared, locked cells checksummed.
+    /// hidden tests removed, outputs cleared, cells locked and checksummed as nbgrader does.
     Release {
         /// Source notebooks, or folders of them.
         #[arg(required = true, value_name = "SOURCE")]

@@ -164,10 +164,17 @@ fn check_release(name: &str) {
                 flag(original, "locked"),
                 "{name}/{id}: neither answer nor locked"
             );
-            let sum = nbgrader(released)["checksum"].as_str().unwrap_or("");
-            assert_eq!(sum.len(), 64, "{name}/{id}: locked cell without checksum");
+            assert_eq!(released["metadata"]["editable"], false, "{name}/{id}");
         }
-        if flag(original, "grade") {
+        // nbgrader's MD5 checksum, in every marked cell: a locked cell's detects an edit,
+        // an answer's an answer left as released.
+        let sum = nbgrader(released)["checksum"].as_str().unwrap_or("");
+        assert_eq!(sum.len(), 32, "{name}/{id}: no checksum");
+        assert_eq!(released["metadata"]["deletable"], false, "{name}/{id}");
+        if flag(original, "grade") && original["cell_type"] == "markdown" {
+            assert!(flag(original, "solution"), "{name}/{id}: a graded text");
+        }
+        if flag(original, "grade") && original["cell_type"] == "code" {
             assert!(nbgrader(original)["points"].as_f64().unwrap_or(0.0) > 0.0);
             // The hidden lines that say something of their own (not a lone bracket, not
             // a line that also occurs among the visible ones) must all be gone.
@@ -310,7 +317,15 @@ fn grade_and_check(name: &str, wrong: &[Wrong]) {
             (grade_id(cell).to_owned(), points)
         })
         .collect();
-    let total: f64 = points.iter().map(|(_, p)| p).sum();
+    let max_score: f64 = points.iter().map(|(_, p)| p).sum();
+    // Written answers wait for a person: the tests' points are all a run can earn.
+    let total: f64 = cells(&source_nb)
+        .iter()
+        .filter(|cell| flag(cell, "grade") && cell["cell_type"] == "code")
+        .map(|cell| nbgrader(cell)["points"].as_f64().unwrap())
+        .sum();
+    assert!(total < max_score, "{name}: no written answer is graded");
+    let is_manual = |question: &Value| question["manual"] == true;
     let result = |student: &str| {
         let path = out.join(student).join("result.json");
         assert!(
@@ -326,7 +341,7 @@ fn grade_and_check(name: &str, wrong: &[Wrong]) {
         Some(total),
         "{name}: reference {reference:#}\n{report}"
     );
-    assert_eq!(reference["max_score"].as_f64(), Some(total));
+    assert_eq!(reference["max_score"].as_f64(), Some(max_score));
     // The source's own test cells (hidden tests included) count as unedited.
     assert_eq!(
         reference["notes"],
@@ -335,7 +350,7 @@ fn grade_and_check(name: &str, wrong: &[Wrong]) {
     );
     for question in reference["questions"].as_array().unwrap() {
         assert!(
-            question["reason"].is_null(),
+            question["reason"].is_null() || is_manual(question),
             "{name}: reference lost points: {question}"
         );
     }
@@ -373,7 +388,7 @@ fn grade_and_check(name: &str, wrong: &[Wrong]) {
                 );
             } else {
                 assert!(
-                    reason.is_none(),
+                    reason.is_none() || is_manual(question),
                     "{name}/{}: also lost {question}",
                     case.student
                 );

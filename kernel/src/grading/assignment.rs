@@ -4,11 +4,13 @@
 //! `grade_id`, `checksum`, `task`) says what it is: a solution the student writes, a test
 //! worth points, or locked instructions. Inside code, `BEGIN SOLUTION`/`END SOLUTION` and
 //! `BEGIN HIDDEN TESTS`/`END HIDDEN TESTS` (anywhere in a line, so `// BEGIN SOLUTION`
-//! works) delimit regions. The same files work with nbgrader itself.
+//! works) delimit regions. The same files work with nbgrader itself, and the student
+//! version is the one nbgrader's `generate_assignment` writes: the same stubs, the same
+//! locks and the same checksums, so either tool can grade what the other released.
 
-use nbformat::v4::{Cell, Notebook};
+use md5::{Digest, Md5};
+use nbformat::v4::{Cell, CellMetadata, Notebook};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const BEGIN_SOLUTION: &str = "BEGIN SOLUTION";
 const END_SOLUTION: &str = "END SOLUTION";
@@ -16,7 +18,9 @@ const BEGIN_HIDDEN: &str = "BEGIN HIDDEN TESTS";
 const END_HIDDEN: &str = "END HIDDEN TESTS";
 /// What replaces a solution in the student version: it compiles wherever the solution
 /// stood (`todo!()` has type `!`) and panics with a clear message if run unanswered.
-const CODE_STUB: &str = "// YOUR CODE HERE\ntodo!()";
+/// `grading/nbgrader_config.py` gives nbgrader the same stub.
+pub const CODE_STUB: &str = "// YOUR CODE HERE\ntodo!()";
+/// nbgrader's own text stub for a written answer.
 const MARKDOWN_STUB: &str = "YOUR ANSWER HERE";
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,35 @@ pub(crate) fn is_code(cell: &Cell) -> bool {
     matches!(cell, Cell::Code { .. })
 }
 
+fn cell_type(cell: &Cell) -> &'static str {
+    match cell {
+        Cell::Code { .. } => "code",
+        Cell::Markdown { .. } => "markdown",
+        Cell::Raw { .. } => "raw",
+    }
+}
+
+fn cell_metadata_mut(cell: &mut Cell) -> &mut CellMetadata {
+    match cell {
+        Cell::Code { metadata, .. }
+        | Cell::Markdown { metadata, .. }
+        | Cell::Raw { metadata, .. } => metadata,
+    }
+}
+
+impl Marking {
+    /// Whether a student may not change the cell's source, as nbgrader decides it: an
+    /// answer never is; a test always is.
+    pub fn is_locked(&self) -> bool {
+        !self.solution && (self.grade || self.locked)
+    }
+
+    /// Whether the cell carries a checksum in the student version.
+    fn is_checksummed(&self) -> bool {
+        self.grade || self.solution || self.is_locked()
+    }
+}
+
 /// Replaces each `begin`..`end` region (marker lines included) with `stub` (indented like
 /// the begin marker), or drops it when `stub` is `None`.
 fn replace_regions(
@@ -167,20 +200,42 @@ pub fn without_hidden_tests(text: &str) -> String {
     }
 }
 
-/// A fingerprint of what a student may not change in a cell: its kind, id, points and
-/// source. Recorded in the released notebook; a submission whose locked cell no longer
-/// matches was edited.
+/// A fingerprint of a cell's source and marking, computed as nbgrader computes it (MD5
+/// over the source, the cell type, the three flags as Python prints them, the id and the
+/// points), so that the checksums of either tool's student version agree. A locked cell
+/// whose checksum no longer matches was edited; an answer whose checksum still matches
+/// was left as released.
 pub fn checksum(cell: &Cell) -> String {
     let mark = marking(cell).unwrap_or_default();
-    let mut hasher = Sha256::new();
-    hasher.update(if is_code(cell) { "code" } else { "markdown" });
-    hasher.update([0]);
+    let python_bool = |flag: bool| if flag { "True" } else { "False" };
+    let mut hasher = Md5::new();
+    hasher.update(source(cell));
+    hasher.update(cell_type(cell));
+    hasher.update(python_bool(mark.grade));
+    hasher.update(python_bool(mark.solution));
+    hasher.update(python_bool(mark.is_locked()));
     hasher.update(mark.grade_id.as_deref().unwrap_or(""));
-    hasher.update([0]);
-    hasher.update(format!("{}", mark.points));
-    hasher.update([0]);
-    hasher.update(source(cell).trim_end());
+    if mark.grade {
+        hasher.update(python_float(mark.points));
+    }
     hex::encode(hasher.finalize())
+}
+
+/// `str(float(points))` in Python: `2.0`, `0.5`.
+fn python_float(points: f64) -> String {
+    if points.fract() == 0.0 && points.abs() < 1e16 {
+        format!("{points:.1}")
+    } else {
+        format!("{points}")
+    }
+}
+
+/// Whether a written or coded answer is still the stub it was released with: its
+/// checksum, recorded at release, still matches.
+pub fn is_unanswered(cell: &Cell) -> bool {
+    marking(cell).is_some_and(|mark| {
+        mark.solution && mark.checksum.as_deref() == Some(checksum(cell).as_str())
+    })
 }
 
 /// Checks that the source notebook is a well-formed assignment.
@@ -211,7 +266,7 @@ pub fn validate(source: &Notebook) -> Result<(), AssignmentError> {
 }
 
 /// The student version: solutions replaced by stubs, hidden tests removed, outputs
-/// cleared, and a checksum recorded in every locked or graded cell.
+/// cleared, locked cells made read-only, and a checksum recorded in every marked cell.
 pub fn release(source: &Notebook) -> Result<Notebook, AssignmentError> {
     validate(source)?;
     let mut student = source.clone();
@@ -241,14 +296,31 @@ pub fn release(source: &Notebook) -> Result<Notebook, AssignmentError> {
             outputs.clear();
             *execution_count = None;
         }
-        if mark.is_some_and(|mark| mark.locked || mark.grade) {
-            let sum = checksum(cell);
-            if let Some(Value::Object(meta)) = metadata_map_mut(cell).get_mut("nbgrader") {
-                meta.insert("checksum".into(), json!(sum));
+        if let Some(mark) = mark {
+            lock(cell, &mark);
+            if mark.is_checksummed() {
+                let sum = checksum(cell);
+                let kind = cell_type(cell);
+                if let Some(Value::Object(meta)) = metadata_map_mut(cell).get_mut("nbgrader") {
+                    meta.insert("checksum".into(), json!(sum));
+                    meta.insert("cell_type".into(), json!(kind));
+                }
             }
         }
     }
     Ok(student)
+}
+
+/// Jupyter's own cell flags, set as nbgrader sets them by default: no answer or locked
+/// cell may be deleted, and a locked one may not be edited either.
+fn lock(cell: &mut Cell, mark: &Marking) {
+    let metadata = cell_metadata_mut(cell);
+    if mark.solution {
+        metadata.deletable = Some(false);
+    } else if mark.is_locked() {
+        metadata.deletable = Some(false);
+        metadata.editable = Some(false);
+    }
 }
 
 #[cfg(test)]
@@ -358,22 +430,41 @@ mod tests {
     }
 
     #[test]
-    fn locked_and_graded_cells_carry_their_checksum() {
+    fn marked_cells_carry_nbgraders_checksum_and_locks() {
         let student = release(&sample()).unwrap();
-        for index in [0, 2] {
-            let mark = marking(&student.cells[index]).unwrap();
-            assert_eq!(
-                mark.checksum.as_deref(),
-                Some(checksum(&student.cells[index]).as_str())
-            );
+        for cell in &student.cells {
+            let mark = marking(cell).unwrap();
+            assert_eq!(mark.checksum.as_deref(), Some(checksum(cell).as_str()));
         }
-        assert!(marking(&student.cells[1]).unwrap().checksum.is_none());
+        // The values nbgrader's `compute_checksum` gives these cells.
+        assert_eq!(
+            checksum(&student.cells[2]),
+            "37a767da884c69277deceeba4527e1e3"
+        );
+        assert_eq!(
+            checksum(&student.cells[4]),
+            "0f2f74f78feabcbb2cf25f3801349333"
+        );
+        let flags = |index: usize| {
+            let metadata = match &student.cells[index] {
+                Cell::Code { metadata, .. } | Cell::Markdown { metadata, .. } => metadata,
+                Cell::Raw { metadata, .. } => metadata,
+            };
+            (metadata.editable, metadata.deletable)
+        };
+        assert_eq!(flags(0), (Some(false), Some(false)), "locked text");
+        assert_eq!(flags(2), (Some(false), Some(false)), "a test");
+        assert_eq!(flags(1), (None, Some(false)), "an answer");
         let mut edited = student.cells[2].clone();
         set_source(&mut edited, "assert!(true);");
         assert_ne!(
             checksum(&edited),
             marking(&student.cells[2]).unwrap().checksum.unwrap()
         );
+        assert!(is_unanswered(&student.cells[4]));
+        let mut answered = student.cells[4].clone();
+        set_source(&mut answered, "Because the lock is held.");
+        assert!(!is_unanswered(&answered));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Score: points per graded cell of an executed notebook, and the reason for each lost
 //! point.
 
-use super::assignment::marking;
+use super::assignment::{self, is_code, marking};
 use super::QuestionResult;
 use nbformat::v4::{Cell, Notebook};
 use std::collections::HashMap;
@@ -10,7 +10,8 @@ use std::collections::HashMap;
 /// none with the reason otherwise. Failed cells that are not graded become notes, and
 /// the latest of them is named beside a test that fails after it, since the test most
 /// likely fails because of it. A graded written (markdown) answer scores nothing here:
-/// it waits for a person, as nbgrader's manually graded answers do.
+/// it waits for a person, as nbgrader's manually graded answers do, unless it was left as
+/// released, which scores 0 at once.
 pub(super) fn score(
     graded: &Notebook,
     failures: &HashMap<usize, String>,
@@ -33,13 +34,17 @@ pub(super) fn score(
             continue;
         }
         let mark = mark.expect("graded cells have a marking");
+        let unanswered = assignment::is_unanswered(cell);
         let (manual, ran) = match cell {
             Cell::Code {
                 execution_count, ..
             } => (false, execution_count.is_some()),
-            _ => (true, false),
+            // A stub left as released scores nothing without a person, as in nbgrader.
+            _ => (!unanswered, false),
         };
-        let reason = if manual {
+        let reason = if unanswered && !is_code(cell) {
+            Some("unanswered: the cell still holds the text it was released with".to_owned())
+        } else if manual {
             Some(
                 "a written answer: left for a person to grade, not scored automatically".to_owned(),
             )
@@ -112,6 +117,31 @@ mod tests {
         let text =
             json!({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).to_string();
         notebook::parse(Path::new("graded.ipynb"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_written_answer_left_as_released_scores_nothing_without_a_person() {
+        let mut source = executed(&[("code", "q1-tests", true, true)]);
+        let essay = json!({
+            "cell_type": "markdown", "id": "essay", "source": "Because.",
+            "metadata": {"nbgrader": {"schema_version": 3, "grade": true, "solution": true,
+                "locked": false, "grade_id": "q2-essay", "points": 1}},
+        });
+        source
+            .cells
+            .push(serde_json::from_value(essay).expect("a markdown cell"));
+        let mut released = assignment::release(&source).unwrap();
+        let questions = score(&released, &HashMap::new(), true, &mut Vec::new());
+        assert!(!questions[1].manual);
+        assert!(questions[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("unanswered"));
+
+        assignment::set_source(&mut released.cells[1], "Because the lock is held.");
+        let questions = score(&released, &HashMap::new(), true, &mut Vec::new());
+        assert!(questions[1].manual, "{:?}", questions[1]);
     }
 
     #[test]
