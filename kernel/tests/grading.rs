@@ -3,20 +3,13 @@
 //! running afterwards. Needs the `conclab` kernel (`conclab-kernel setup`) and cgroup v1,
 //! as grading itself does.
 
+#[path = "support/paths.rs"]
+mod paths;
+
+use paths::{fixtures, repo};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn grade(tag: &str, submissions: &[PathBuf], out: &Path, extra: &[&str]) -> String {
     grade_against("assignment.ipynb", tag, submissions, out, extra)

@@ -22,7 +22,7 @@
 
 use serde_json::{json, Value};
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,15 +33,12 @@ use std::time::{Duration, Instant};
 /// would only slow each other down past their timeouts.
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
-/// The repository, canonical: the copies of the notebooks load the crate from this path,
-/// the same string `init.evcxr` loads it from (see [`load_from_repo`]).
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .canonicalize()
-        .unwrap()
-}
+#[path = "support/paths.rs"]
+mod paths;
+#[path = "support/python.rs"]
+mod python;
+
+use paths::{free_port, repo};
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -52,30 +49,6 @@ fn run_ok(command: &mut Command, what: &str) {
         .status()
         .unwrap_or_else(|e| panic!("{what}: {command:?} does not start: {e}"));
     assert!(status.success(), "{what}: {command:?} failed ({status})");
-}
-
-/// The venv's python, with JupyterLab installed (the venv as `kernel/tests/nbclient.rs`
-/// makes it).
-fn python() -> PathBuf {
-    let venv = repo().join(".venv");
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        run_ok(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating .venv",
-        );
-    }
-    let check = Command::new(&python)
-        .args(["-c", "import jupyterlab"])
-        .output()
-        .unwrap();
-    if !check.status.success() || !venv.join("bin/jupyter-lab").is_file() {
-        run_ok(
-            Command::new(&python).args(["-m", "pip", "install", "--quiet", "jupyterlab"]),
-            "pip install jupyterlab",
-        );
-    }
-    python
 }
 
 /// Debian's Chromium (Playwright's own browser downloads cannot work here).
@@ -140,14 +113,6 @@ fn stop_with_this_test(command: &mut Command) {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `jupyter lab` serving a temporary folder; dropping it stops the server and its
 /// kernels.
 struct Lab {
@@ -160,7 +125,7 @@ struct Lab {
 impl Lab {
     /// Starts JupyterLab on a temporary folder holding `notebooks` (name, content).
     fn start(notebooks: &[(&str, &Value)]) -> Lab {
-        let python = python();
+        let python = python::python();
         let dir = tempfile::Builder::new()
             .prefix("conclab-jupyterlab-")
             .tempdir()
@@ -464,15 +429,6 @@ fn has_count(cell: &Value) -> bool {
             .is_some_and(|p| p.chars().any(|c| c.is_ascii_digit()))
 }
 
-/// A cell's source: nbformat allows a string or a list of lines.
-fn source(cell: &Value) -> String {
-    match &cell["source"] {
-        Value::String(text) => text.clone(),
-        Value::Array(lines) => lines.iter().filter_map(Value::as_str).collect(),
-        _ => String::new(),
-    }
-}
-
 fn code_cell(index: usize, source: &str) -> Value {
     json!({
         "cell_type": "code",
@@ -496,28 +452,14 @@ fn notebook(cells: &[&str]) -> Value {
     })
 }
 
-/// The notebooks load the crate with `:dep conclab = { path = ".." }`, relative to the
-/// notebook's folder. The copies JupyterLab opens sit in a temporary folder (so the run
-/// never writes into `notebooks/`, and JupyterLab's checkpoints stay out of the
-/// repository), where `..` is no crate: they load it from the repository's absolute path
-/// instead, the very string `init.evcxr` loads it from at kernel start, so the line costs
-/// no second build.
-fn load_from_repo(text: &str) -> String {
-    let repo = repo();
-    text.replace(
-        r#":dep conclab = { path = ".." }"#,
-        &format!(r#":dep conclab = {{ path = "{}" }}"#, repo.display()),
-    )
-}
-
 /// A copy of a saved notebook as a student gets it: no outputs, no counts (so that all
-/// the page shows comes from this run), loading the crate from the repository.
+/// the page shows comes from this run). It sits in a temporary folder (so the run never
+/// writes into `notebooks/`), where its `:dep conclab = { path = ".." }` names no crate:
+/// the kernel then loads the course crate it was set up with, as on a JupyterHub.
 fn fresh_copy(saved: &Value) -> Value {
     let mut copy = saved.clone();
     for cell in copy["cells"].as_array_mut().unwrap() {
         if cell["cell_type"] == "code" {
-            let text = load_from_repo(&source(cell));
-            cell["source"] = Value::String(text);
             cell["outputs"] = json!([]);
             cell["execution_count"] = Value::Null;
         }

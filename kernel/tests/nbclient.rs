@@ -8,61 +8,21 @@
 
 #[path = "support/command.rs"]
 mod command;
+#[path = "support/paths.rs"]
+mod paths;
+#[path = "support/python.rs"]
+mod python;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The venv's python, with nbclient installed.
-fn python() -> PathBuf {
-    let venv = repo().join(".venv");
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(status.success(), "python3 -m venv failed");
-    }
-    let check = Command::new(&python)
-        .args(["-c", "import nbclient, ipykernel"])
-        .output()
-        .unwrap();
-    if !check.status.success() {
-        // ipykernel only so that jupyter_client finds a complete Jupyter install; the
-        // notebooks run in the conclab kernel.
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "nbclient",
-                "nbformat",
-                "jupyter_client",
-                "ipykernel",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install nbclient failed");
-    }
-    python
-}
-
 #[test]
 fn nbclient_raises_on_every_failure_and_passes_a_clean_notebook() {
-    let python = python();
+    let python = python::python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/nbclient_check.py");
-    let repo = repo();
+    let repo = paths::repo();
     let mut cmd = Command::new(python);
     cmd.arg(script).arg(&repo).arg(repo.join("notebooks"));
     let (status, joined) = command::run_with_guard(&mut cmd, Duration::from_secs(900));

@@ -6,9 +6,13 @@
 
 #![allow(dead_code)]
 
+#[path = "support/paths.rs"]
+mod paths;
+
 use conclab_kernel::jupyter::wire::{Message, Session};
+use paths::{free_ports, repo};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -91,23 +95,6 @@ impl Answer {
         assert!(self.error_output().is_none());
         assert!(self.after_idle.is_empty());
     }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
 }
 
 impl TestKernel {

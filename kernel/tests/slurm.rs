@@ -7,21 +7,13 @@
 //! configuration of its own on free ports, which it stops at the end. The kernel must be
 //! registered first (`conclab-kernel setup`), as for the other grading tests.
 
-use std::net::TcpListener;
+#[path = "support/paths.rs"]
+mod paths;
+
+use paths::{fixtures, free_port, repo};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn have(program: &str) -> bool {
     Command::new("sh")
@@ -53,14 +45,6 @@ fn start_munge() {
     // --force: root starts it, and the log folder's owner does not matter for a test.
     let status = Command::new("munged").arg("--force").status().unwrap();
     assert!(status.success(), "munged did not start");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// slurmctld and slurmd for this test; stopped when dropped, whatever happened.
