@@ -2,7 +2,7 @@
 //! terminal table, and reading results back for `merge`.
 
 use super::assignment;
-use super::{GradeError, SubmissionResult};
+use super::{GradeError, QuestionResult, SubmissionResult};
 use crate::jupyter::notebook;
 use nbformat::v4::{Cell, Notebook};
 use std::path::{Path, PathBuf};
@@ -145,15 +145,27 @@ pub(super) fn table(results: &[SubmissionResult]) -> String {
     let mut out = format!("{:<width$}  {:>7}  lost points\n", "student", "score");
     for result in sorted {
         let score = format!("{}/{}", result.score, result.max_score);
-        let lost: Vec<String> = result
+        // Written answers are not lost points: they come last, as one line, so the first
+        // line shown is the first real failure.
+        let mut lost: Vec<String> = result
             .questions
             .iter()
+            .filter(|q| !q.manual)
             .filter_map(|q| {
                 q.reason
                     .as_ref()
                     .map(|why| format!("{} ({} pts): {why}", q.grade_id, q.max_points - q.points))
             })
             .collect();
+        let waiting: Vec<&QuestionResult> = result.questions.iter().filter(|q| q.manual).collect();
+        if !waiting.is_empty() {
+            let points: f64 = waiting.iter().map(|q| q.max_points).sum();
+            let ids: Vec<&str> = waiting.iter().map(|q| q.grade_id.as_str()).collect();
+            lost.push(format!(
+                "{} ({points} pts): written, for a person to grade",
+                ids.join(", ")
+            ));
+        }
         out.push_str(&format!(
             "{:<width$}  {:>7}  {}\n",
             result.student,
@@ -165,4 +177,62 @@ pub(super) fn table(results: &[SubmissionResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(
+        id: &str,
+        points: f64,
+        max: f64,
+        reason: Option<&str>,
+        manual: bool,
+    ) -> QuestionResult {
+        QuestionResult {
+            grade_id: id.into(),
+            points,
+            max_points: max,
+            reason: reason.map(str::to_owned),
+            manual,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_the_first_real_failure_first_and_written_answers_last() {
+        let result = SubmissionResult {
+            student: "alice".into(),
+            submission: "alice.ipynb".into(),
+            score: 2.0,
+            max_score: 6.0,
+            questions: vec![
+                question(
+                    "q1-answer",
+                    0.0,
+                    1.0,
+                    Some("a written answer: left for a person"),
+                    true,
+                ),
+                question("q2-tests", 0.0, 3.0, Some("panic: the list lost 4"), false),
+                question("q3-tests", 2.0, 2.0, None, false),
+            ],
+            notes: vec![],
+            seconds: 1.0,
+        };
+        let table = table(&[result]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("alice"), "{table}");
+        assert!(
+            lines[1].contains("2/6  q2-tests (3 pts): panic: the list lost 4"),
+            "{table}"
+        );
+        assert!(
+            lines[2]
+                .trim_start()
+                .starts_with("q1-answer (1 pts): written, for a person"),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 3, "{table}");
+    }
 }
