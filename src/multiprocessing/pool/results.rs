@@ -168,7 +168,9 @@ where
     R: DeserializeOwned + Send,
 {
     fn deliver(&self, idx: &[usize], bytes: &[u8]) {
-        let mut store = self.store();
+        let mut guard = self.store();
+        // Once through the guard, not once a task: a chunk of `map` holds thousands.
+        let store = &mut *guard;
         match bincode::deserialize::<ChunkOut<R>>(bytes) {
             Ok(Ok(values)) => {
                 let n = values.len();
