@@ -253,14 +253,14 @@ impl Core {
             let Some(chunk) = self.pending.pop_front() else {
                 return;
             };
-            let Some(job) = self.jobs.get_mut(&chunk.job) else {
+            let Some(job) = self.jobs.get(&chunk.job) else {
                 continue;
             };
             let args = match job.encode(&chunk.idx) {
                 Ok(a) => a,
                 Err(e) => {
                     for &t in &chunk.idx {
-                        job.fail(t, e.clone());
+                        job.results().fail(t, e.clone());
                     }
                     continue;
                 }
@@ -295,9 +295,9 @@ impl Core {
 
     fn fail_pending(&mut self, err: MpError) {
         for chunk in self.pending.drain(..) {
-            if let Some(job) = self.jobs.get_mut(&chunk.job) {
+            if let Some(job) = self.jobs.get(&chunk.job) {
                 for &t in &chunk.idx {
-                    job.fail(t, err.clone());
+                    job.results().fail(t, err.clone());
                 }
             }
         }
@@ -384,8 +384,8 @@ impl Core {
                 continue;
             };
             self.start_failures = 0;
-            if let Some(job) = self.jobs.get_mut(&chunk.job) {
-                job.deliver(&chunk.idx, result.outcome);
+            if let Some(job) = self.jobs.get(&chunk.job) {
+                job.results().deliver(&chunk.idx, result.outcome);
             }
         }
         w.inbuf.drain(..start);
@@ -414,8 +414,9 @@ impl Core {
             if !blamed && running == chunk.id + 1 && index < chunk.idx.len() {
                 blamed = true;
                 let culprit = chunk.idx[index];
-                if let Some(job) = self.jobs.get_mut(&chunk.job) {
-                    job.fail(culprit, MpError::WorkerDied(describe(status)));
+                if let Some(job) = self.jobs.get(&chunk.job) {
+                    let err = MpError::WorkerDied(describe(status));
+                    job.results().fail(culprit, err);
                 }
                 // The tasks before it finished, but their results died with the worker:
                 // they run again, with the tasks after it.
@@ -492,9 +493,9 @@ impl Core {
         self.fail_pending(err.clone());
         for w in self.workers.iter_mut().flatten() {
             for chunk in w.in_flight.drain(..) {
-                if let Some(job) = self.jobs.get_mut(&chunk.job) {
+                if let Some(job) = self.jobs.get(&chunk.job) {
                     for &t in &chunk.idx {
-                        job.fail(t, err.clone());
+                        job.results().fail(t, err.clone());
                     }
                 }
             }

@@ -2,10 +2,10 @@
 
 mod core;
 mod frame;
+mod results;
 mod task;
 mod worker;
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::core::{Core, PoolState};
+use self::results::{All, Each, One, Outcome, Results, Stream};
 pub use self::task::StarCall;
-use self::task::{callable_bytes, run_init, InitTramp, Store, TypedJob};
+use self::task::{callable_bytes, run_init, InitTramp, TypedJob};
 use self::worker::Init;
 
 use super::MpError;
@@ -244,21 +245,27 @@ impl Pool {
         self.core.lock().replaced
     }
 
-    fn submit<F, Args, R>(
+    /// Queues `f` over `args`; returns the job's id and its results, which the caller's
+    /// handle reads as `K` says.
+    fn submit<F, Args, R, K>(
         &self,
         f: F,
         args: Vec<Args>,
         chunksize: Option<usize>,
-    ) -> Result<u64, MpError>
+    ) -> Result<(u64, Arc<Results<R, K>>), MpError>
     where
         F: StarCall<Args, R>,
         Args: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
+        K: 'static,
     {
         let n = args.len();
+        let results = Results::new(n);
+        let job = Box::new(TypedJob::new(f, args, &results));
         let mut core = self.core.lock();
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(n, core.size()));
-        core.submit(Box::new(TypedJob::new(f, args)), n, chunksize)
+        let id = core.submit(job, n, chunksize)?;
+        Ok((id, results))
     }
 
     /// Applies `f` to every item, in parallel, and returns the results in order (Python's
@@ -299,8 +306,8 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let args: Vec<(A,)> = items.into_iter().map(|a| (a,)).collect();
-        let job = self.submit(f, args, Some(chunksize))?;
-        AsyncResult::<Vec<R>>::new(self, job, take_all::<R>).get()
+        let (job, results) = self.submit::<_, _, _, All>(f, args, Some(chunksize))?;
+        AsyncResult::new(self, job, results).get()
     }
 
     /// Like [`map`](Pool::map) for functions of several arguments: each item is a tuple
@@ -322,8 +329,8 @@ impl Pool {
         I: IntoIterator<Item = Args>,
     {
         let args: Vec<Args> = items.into_iter().collect();
-        let job = self.submit(f, args, None)?;
-        AsyncResult::<Vec<R>>::new(self, job, take_all::<R>).get()
+        let (job, results) = self.submit::<_, _, _, All>(f, args, None)?;
+        AsyncResult::new(self, job, results).get()
     }
 
     /// Starts a `map` and returns at once (Python's `map_async`).
@@ -342,8 +349,8 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let args: Vec<(A,)> = items.into_iter().map(|a| (a,)).collect();
-        let job = self.submit(f, args, None)?;
-        Ok(AsyncResult::new(self, job, take_all::<R>))
+        let (job, results) = self.submit::<_, _, _, All>(f, args, None)?;
+        Ok(AsyncResult::new(self, job, results))
     }
 
     /// Runs one call in a worker and waits for it (Python's `apply(f, args)`).
@@ -376,8 +383,8 @@ impl Pool {
         Args: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let job = self.submit(f, vec![args], Some(1))?;
-        Ok(AsyncResult::new(self, job, take_one::<R>))
+        let (job, results) = self.submit::<_, _, _, One>(f, vec![args], Some(1))?;
+        Ok(AsyncResult::new(self, job, results))
     }
 
     /// An iterator over the results in input order, each as soon as it and those before
@@ -400,9 +407,9 @@ impl Pool {
     {
         let args: Vec<(A,)> = items.into_iter().map(|a| (a,)).collect();
         let len = args.len();
-        let job = self.submit(f, args, Some(1))?;
+        let (job, results) = self.submit::<_, _, _, Each>(f, args, Some(1))?;
         Ok(Imap {
-            results: JobResults::new(self, job, len),
+            results: JobResults::new(self, job, results, len),
             next: 0,
         })
     }
@@ -428,9 +435,9 @@ impl Pool {
     {
         let args: Vec<(A,)> = items.into_iter().map(|a| (a,)).collect();
         let len = args.len();
-        let job = self.submit(f, args, Some(1))?;
+        let (job, results) = self.submit::<_, _, _, Each>(f, args, Some(1))?;
         Ok(ImapUnordered {
-            results: JobResults::new(self, job, len),
+            results: JobResults::new(self, job, results, len),
         })
     }
 
@@ -502,16 +509,6 @@ impl Drop for Pool {
     }
 }
 
-type Extract<T> = fn(&mut dyn std::any::Any) -> Option<Result<T, MpError>>;
-
-fn take_one<R: 'static>(store: &mut dyn std::any::Any) -> Option<Result<R, MpError>> {
-    store.downcast_mut::<Store<R>>()?.take(0)
-}
-
-fn take_all<R: 'static>(store: &mut dyn std::any::Any) -> Option<Result<Vec<R>, MpError>> {
-    Some(store.downcast_mut::<Store<R>>()?.take_all())
-}
-
 /// Drives the pool until `check` gives an answer or `deadline` passes (`None`: no
 /// deadline). Always pumps at least once, so a zero timeout still makes progress.
 fn drive<T>(
@@ -549,7 +546,8 @@ fn drive<T>(
 pub struct AsyncResult<T> {
     core: Arc<Mutex<Core>>,
     job: u64,
-    extract: Extract<T>,
+    /// The job's results; `None` once taken.
+    results: Option<Arc<dyn Outcome<T>>>,
 }
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
@@ -561,16 +559,16 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
-    fn new(pool: &Pool, job: u64, extract: Extract<T>) -> AsyncResult<T> {
+    fn new(pool: &Pool, job: u64, results: Arc<dyn Outcome<T>>) -> AsyncResult<T> {
         AsyncResult {
             core: Arc::clone(&pool.core),
             job,
-            extract,
+            results: Some(results),
         }
     }
 
-    fn done(core: &Core, job: u64) -> bool {
-        core.jobs.get(&job).is_none_or(|j| j.remaining() == 0)
+    fn done(&self) -> bool {
+        self.results.as_ref().is_none_or(|r| r.done())
     }
 
     /// Waits for the result and takes it.
@@ -579,7 +577,7 @@ impl<T> AsyncResult<T> {
     /// let pool = conclab::multiprocessing::Pool::new(1).unwrap();
     /// assert_eq!(pool.apply_async(|x: u8| x, (3,)).unwrap().get().unwrap(), 3);
     /// ```
-    pub fn get(self) -> Result<T, MpError> {
+    pub fn get(mut self) -> Result<T, MpError> {
         match self.get_until(None)? {
             Some(v) => Ok(v),
             None => Err(MpError::Timeout(Duration::MAX)),
@@ -604,14 +602,14 @@ impl<T> AsyncResult<T> {
         }
     }
 
-    fn get_until(&self, deadline: Option<Instant>) -> Result<Option<T>, MpError> {
+    fn get_until(&mut self, deadline: Option<Instant>) -> Result<Option<T>, MpError> {
         let job = self.job;
-        let extract = self.extract;
+        let results = &mut self.results;
         drive(&self.core, deadline, |core| {
-            if !Self::done(core, job) {
+            if !results.as_ref().is_none_or(|r| r.done()) {
                 return None;
             }
-            let taken = core.jobs.get_mut(&job).and_then(|j| extract(j.store()));
+            let taken = results.take().and_then(|r| r.take());
             core.jobs.remove(&job);
             Some(taken.unwrap_or(Err(MpError::ResultTaken)))
         })?
@@ -627,12 +625,7 @@ impl<T> AsyncResult<T> {
     /// assert_eq!(r.get().unwrap(), 1);
     /// ```
     pub fn ready(&self) -> bool {
-        let job = self.job;
-        matches!(
-            drive(&self.core, Some(Instant::now()), |c| Self::done(c, job)
-                .then_some(())),
-            Ok(Some(())) | Err(_)
-        )
+        self.wait(Some(Duration::ZERO))
     }
 
     /// Waits until the result is ready or `timeout` passes; `None` waits forever.
@@ -644,10 +637,9 @@ impl<T> AsyncResult<T> {
     /// assert!(r.wait(Some(std::time::Duration::from_secs(30))));
     /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let job = self.job;
         let deadline = timeout.map(|t| Instant::now() + t);
         matches!(
-            drive(&self.core, deadline, |c| Self::done(c, job).then_some(())),
+            drive(&self.core, deadline, |_| self.done().then_some(())),
             Ok(Some(())) | Err(_)
         )
     }
@@ -665,8 +657,7 @@ impl<T> AsyncResult<T> {
         if !self.ready() {
             return None;
         }
-        let core = self.core.lock();
-        core.jobs.get(&self.job).map(|j| !j.failed())
+        self.results.as_ref().map(|r| !r.failed())
     }
 }
 
@@ -676,44 +667,35 @@ impl<T> Drop for AsyncResult<T> {
     }
 }
 
-/// What [`Imap`] and [`ImapUnordered`] share: the job, how many results are still to
-/// come, and the drop that abandons the job.
+/// What [`Imap`] and [`ImapUnordered`] share: the job, its results, how many are still
+/// to come, and the drop that abandons the job.
 struct JobResults<R> {
     core: Arc<Mutex<Core>>,
     job: u64,
+    results: Arc<dyn Stream<R>>,
     left: usize,
-    _r: PhantomData<fn() -> R>,
 }
 
-impl<R: 'static> JobResults<R> {
-    fn new(pool: &Pool, job: u64, len: usize) -> JobResults<R> {
+impl<R> JobResults<R> {
+    fn new(pool: &Pool, job: u64, results: Arc<dyn Stream<R>>, len: usize) -> JobResults<R> {
         JobResults {
             core: Arc::clone(&pool.core),
             job,
+            results,
             left: len,
-            _r: PhantomData,
         }
     }
 
-    /// Drives the pool until the task that `pick` names has finished, and takes its
-    /// result; `None` once every result was taken.
+    /// Drives the pool until `take` gives a result; `None` once every result was taken.
     fn next_by(
         &mut self,
-        mut pick: impl FnMut(&mut Store<R>) -> Option<usize>,
+        mut take: impl FnMut(&dyn Stream<R>) -> Option<Result<R, MpError>>,
     ) -> Option<Result<R, MpError>> {
         if self.left == 0 {
             return None;
         }
-        let job = self.job;
-        let got = drive(&self.core, None, |core| {
-            let store = core
-                .jobs
-                .get_mut(&job)?
-                .store()
-                .downcast_mut::<Store<R>>()?;
-            let i = pick(store)?;
-            store.take(i)
-        });
+        let results = &*self.results;
+        let got = drive(&self.core, None, |_| take(results));
         self.left -= 1;
         match got {
             Ok(Some(r)) => Some(r),
@@ -759,7 +741,7 @@ impl<R: 'static> Iterator for Imap<R> {
         }
         let i = self.next;
         self.next += 1;
-        self.results.next_by(|_| Some(i))
+        self.results.next_by(|results| results.take(i))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -791,10 +773,29 @@ impl<R> std::fmt::Debug for ImapUnordered<R> {
 impl<R: 'static> Iterator for ImapUnordered<R> {
     type Item = Result<R, MpError>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.results.next_by(|store| store.done_order.pop_front())
+        self.results.next_by(|results| results.take_next_finished())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.results.left, Some(self.results.left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{RefUnwindSafe, UnwindSafe};
+    use std::rc::Rc;
+
+    /// The handles hold their results behind trait objects; the bounds on those keep the
+    /// handles what they were when they held only a job id, whatever the result type
+    /// (the process executor moves an `AsyncResult` into its driver thread).
+    #[test]
+    fn handles_keep_their_auto_traits() {
+        fn check<T: Send + Sync + Unpin + UnwindSafe + RefUnwindSafe>() {}
+        check::<Pool>();
+        check::<AsyncResult<Rc<u8>>>();
+        check::<Imap<Rc<u8>>>();
+        check::<ImapUnordered<Rc<u8>>>();
     }
 }

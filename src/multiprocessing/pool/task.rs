@@ -5,18 +5,20 @@
 //! bytes and the address of `run_chunk::<F, Args, R>` (instantiated in the parent) mean
 //! the same in the worker. A chunk travels as: trampoline address, the callable's bytes,
 //! and the bincode of `Vec<Args>`; the answer is the bincode of
-//! `Result<Vec<Result<R, String>>, String>` (per task: value or panic message).
+//! `Result<Vec<Result<R, String>>, String>` (per task: value or panic message), which
+//! the job's results (`results.rs`), made for the same `R`, decode in the parent.
 
-use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::multiprocessing::fork;
 use crate::multiprocessing::MpError;
+
+use super::results::{Results, Sink};
 
 /// A callable a [`Pool`](super::Pool) can run: `f(a)`, `f(a, b)`, ... for an argument
 /// tuple. Implemented for every `Fn` that is `Copy + Send + 'static`: `fn` items, `fn`
@@ -97,7 +99,9 @@ pub(crate) type Tramp = unsafe fn(&[u8], &[u8], &AtomicU64) -> Vec<u8>;
 /// The worker side of an initializer; `false` if it panicked.
 pub(crate) type InitTramp = unsafe fn(&[u8], &[u8]) -> bool;
 
-type ChunkOut<R> = Result<Vec<Result<R, String>>, String>;
+/// A chunk's outcome as a worker encodes it: each task's value or panic message, or why
+/// the chunk could not run at all.
+pub(super) type ChunkOut<R> = Result<Vec<Result<R, String>>, String>;
 
 /// Runs a chunk in the worker. Each task runs under `catch_unwind`, so a panic becomes
 /// that task's error and the worker carries on; `progress` tells the parent which task
@@ -193,121 +197,51 @@ pub(crate) fn code_words(tramp: usize, fbytes: &[u8]) -> Vec<usize> {
     words
 }
 
-/// The results of one submitted job, kept in the parent.
-///
-/// Values and errors are kept apart: an `MpError` is several times the size of a small
-/// result, and with one slot able to hold either, a 100,000-task `map` of `u64` took the
-/// process to a peak of 11.9 MB, against 7.9 MB now. The peak matters after the job too:
-/// glibc keeps much of what it frees, and every later fork copies the page tables of
-/// what the heap grew to.
-pub(crate) struct Store<R> {
-    /// Each task's value once it arrived; `None` before, after it was taken, and for a
-    /// task that failed.
-    values: Vec<Option<R>>,
-    /// The failed tasks' errors, by task index.
-    errors: BTreeMap<usize, MpError>,
-    /// Whether each task has finished, so a late second outcome for a task is ignored.
-    finished: Vec<bool>,
-    pub(crate) done_order: VecDeque<usize>,
-    pub(crate) remaining: usize,
-    pub(crate) failed: bool,
-}
-
-impl<R> Store<R> {
-    fn new(n: usize) -> Store<R> {
-        Store {
-            values: (0..n).map(|_| None).collect(),
-            errors: BTreeMap::new(),
-            finished: vec![false; n],
-            done_order: VecDeque::new(),
-            remaining: n,
-            failed: false,
-        }
-    }
-
-    fn set(&mut self, i: usize, r: Result<R, MpError>) {
-        let Some(finished) = self.finished.get_mut(i) else {
-            return;
-        };
-        if *finished {
-            return;
-        }
-        *finished = true;
-        match r {
-            Ok(value) => self.values[i] = Some(value),
-            Err(error) => {
-                self.failed = true;
-                self.errors.insert(i, error);
-            }
-        }
-        self.remaining -= 1;
-        self.done_order.push_back(i);
-    }
-
-    /// Task `i`'s outcome, once: `None` while it runs and after it was taken.
-    pub(crate) fn take(&mut self, i: usize) -> Option<Result<R, MpError>> {
-        if let Some(error) = self.errors.remove(&i) {
-            return Some(Err(error));
-        }
-        self.values.get_mut(i)?.take().map(Ok)
-    }
-
-    /// Every value in task order, or the error of the first task that failed.
-    pub(crate) fn take_all(&mut self) -> Result<Vec<R>, MpError> {
-        if let Some((_, error)) = self.errors.pop_first() {
-            return Err(error);
-        }
-        Ok(std::mem::take(&mut self.values)
-            .into_iter()
-            .flatten()
-            .collect())
-    }
-}
-
 /// A job as the dispatcher sees it, whatever its types.
 pub(crate) trait JobDyn: Send {
     fn tramp(&self) -> usize;
     fn fbytes(&self) -> &[u8];
     fn words(&self) -> &[usize];
     fn encode(&self, idx: &[usize]) -> Result<Vec<u8>, MpError>;
-    fn deliver(&mut self, idx: &[usize], bytes: &[u8]);
-    fn fail(&mut self, i: usize, err: MpError);
-    fn remaining(&self) -> usize;
-    fn failed(&self) -> bool;
-    fn store(&mut self) -> &mut dyn Any;
+    /// Where the chunks' outcomes go: the job's results, typed, which its handle shares.
+    fn results(&self) -> &dyn Sink;
 }
 
-pub(crate) struct TypedJob<Args, R> {
+pub(crate) struct TypedJob<Args> {
     tramp: usize,
     fbytes: Vec<u8>,
     words: Vec<usize>,
     args: Vec<Args>,
-    store: Store<R>,
+    results: Arc<dyn Sink>,
 }
 
-impl<Args, R> TypedJob<Args, R>
+impl<Args> TypedJob<Args>
 where
     Args: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
 {
-    pub(crate) fn new<F: StarCall<Args, R>>(f: F, args: Vec<Args>) -> TypedJob<Args, R> {
+    /// A job of `f` over `args` that delivers into `results`. The one `R` ties the two:
+    /// the trampoline encodes `R` in the worker, and `results` decode `R` in the parent.
+    pub(crate) fn new<F, R, K>(f: F, args: Vec<Args>, results: &Arc<Results<R, K>>) -> Self
+    where
+        F: StarCall<Args, R>,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        K: 'static,
+    {
         let tramp = run_chunk::<F, Args, R> as Tramp as usize;
         let fbytes = callable_bytes(&f);
-        let n = args.len();
         TypedJob {
             tramp,
             words: code_words(tramp, &fbytes),
             fbytes,
             args,
-            store: Store::new(n),
+            results: Arc::clone(results) as Arc<dyn Sink>,
         }
     }
 }
 
-impl<Args, R> JobDyn for TypedJob<Args, R>
+impl<Args> JobDyn for TypedJob<Args>
 where
     Args: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
 {
     fn tramp(&self) -> usize {
         self.tramp
@@ -323,78 +257,7 @@ where
         let refs: Vec<&Args> = idx.iter().map(|&i| &self.args[i]).collect();
         Ok(bincode::serialize(&refs)?)
     }
-    fn deliver(&mut self, idx: &[usize], bytes: &[u8]) {
-        match bincode::deserialize::<ChunkOut<R>>(bytes) {
-            Ok(Ok(values)) => {
-                let n = values.len();
-                for (&i, v) in idx.iter().zip(values) {
-                    self.store.set(i, v.map_err(MpError::TaskPanicked));
-                }
-                for &i in idx.iter().skip(n) {
-                    self.store.set(
-                        i,
-                        Err(MpError::Codec("a worker sent too few results".into())),
-                    );
-                }
-            }
-            Ok(Err(msg)) => idx
-                .iter()
-                .for_each(|&i| self.store.set(i, Err(MpError::Codec(msg.clone())))),
-            Err(e) => idx
-                .iter()
-                .for_each(|&i| self.store.set(i, Err(MpError::Codec(e.to_string())))),
-        }
-    }
-    fn fail(&mut self, i: usize, err: MpError) {
-        self.store.set(i, Err(err));
-    }
-    fn remaining(&self) -> usize {
-        self.store.remaining
-    }
-    fn failed(&self) -> bool {
-        self.store.failed
-    }
-    fn store(&mut self) -> &mut dyn Any {
-        &mut self.store
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failure(what: &str) -> MpError {
-        MpError::TaskPanicked(what.to_string())
-    }
-
-    #[test]
-    fn each_outcome_is_kept_once_and_taken_once() {
-        let mut store = Store::<u64>::new(3);
-        store.set(1, Ok(10));
-        store.set(1, Err(failure("late"))); // a second outcome for task 1 is ignored
-        store.set(0, Err(failure("zero")));
-        assert_eq!((store.remaining, store.failed), (1, true));
-        assert_eq!(store.done_order, [1, 0]);
-        assert!(store.take(2).is_none(), "task 2 has not finished");
-        assert_eq!(store.take(1).map(|r| r.ok()), Some(Some(10)));
-        assert!(store.take(1).is_none(), "taken already");
-        assert!(matches!(store.take(0), Some(Err(MpError::TaskPanicked(m))) if m == "zero"));
-        store.set(9, Ok(1)); // no such task
-        assert_eq!(store.remaining, 1);
-    }
-
-    #[test]
-    fn take_all_gives_every_value_in_order_or_the_first_failure() {
-        let mut store = Store::<u64>::new(3);
-        for (i, v) in [(2, 30), (0, 10), (1, 20)] {
-            store.set(i, Ok(v));
-        }
-        assert_eq!(store.take_all().ok(), Some(vec![10, 20, 30]));
-
-        let mut store = Store::<u64>::new(3);
-        store.set(2, Err(failure("two")));
-        store.set(0, Ok(1));
-        store.set(1, Err(failure("one")));
-        assert!(matches!(store.take_all(), Err(MpError::TaskPanicked(m)) if m == "one"));
+    fn results(&self) -> &dyn Sink {
+        &*self.results
     }
 }
