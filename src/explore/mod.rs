@@ -61,7 +61,9 @@
 //! its own, no threads other than conclab's `Thread` (std's threads, a thread pool or a
 //! process are not controlled, and a wait on one of them can hang the run). A
 //! `std::thread::sleep` just sleeps while holding the run up: give explored code a pause of
-//! zero. Any panic counts as a failure, even one the program catches. A timed wait
+//! zero. Any panic counts as a failure, even one the program catches. What the code
+//! prints is dropped while schedules run (else it would print once per schedule;
+//! [`Explorer::show_output`] keeps it) and shows in a [`replay`]. A timed wait
 //! (`acquire_timeout`, `get_timeout`, ...) times out only when no other thread can run.
 //!
 //! ## How it works
@@ -132,6 +134,7 @@ pub struct Explorer {
     schedules: usize,
     max_steps: usize,
     keep_going: bool,
+    show_output: bool,
 }
 
 /// `schedules` schedules, each choice uniformly random (seed 1 unless [`Explorer::seed`]).
@@ -175,6 +178,7 @@ impl Explorer {
             schedules,
             max_steps: DEFAULT_MAX_STEPS,
             keep_going: false,
+            show_output: false,
         }
     }
 
@@ -226,6 +230,19 @@ impl Explorer {
         self
     }
 
+    /// Lets the explored code's standard output through. By default it goes to
+    /// `/dev/null` while the schedules run: a `println!` in the code would otherwise print
+    /// once per schedule. [`replay`] always shows it.
+    ///
+    /// ```
+    /// let report = conclab::explore::random(2).show_output().run(|| println!("twice"));
+    /// assert_eq!(report.schedules(), 2);
+    /// ```
+    pub fn show_output(mut self) -> Self {
+        self.show_output = true;
+        self
+    }
+
     fn strategy(&self) -> (Box<dyn Strategy>, String) {
         match self.kind {
             Kind::Random => (
@@ -264,6 +281,10 @@ impl Explorer {
     /// ```
     pub fn run<R: Debug, F: Fn() -> R + Sync>(&self, body: F) -> Report {
         let _quiet = QuietPanics::install();
+        // Should /dev/null not open, the output just shows.
+        let _silenced = (!self.show_output)
+            .then(crate::os::fd::silence_stdout)
+            .and_then(Result::ok);
         let (mut strategy, description) = self.strategy();
         let mut report = Report {
             strategy: description,
@@ -319,7 +340,8 @@ fn failure_kind(failure: &Failure) -> &'static str {
     }
 }
 
-/// Takes the steps of a schedule string again, exactly, and returns them.
+/// Takes the steps of a schedule string again, exactly, and returns them. What the code
+/// prints shows, in the order of the schedule.
 ///
 /// `body` must be the closure whose exploration printed the string (the same program
 /// makes the same choices); [`ExploreError::Diverged`] says when it was not.
