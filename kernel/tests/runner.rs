@@ -407,7 +407,10 @@ fn values_made_in_one_cell_are_explored_in_a_later_one() {
     assert!(racy.contains("replayed the same steps: true"), "{racy}");
     let shown = &notebook["cells"][4]["outputs"][0];
     assert_eq!(shown["output_type"], "execute_result", "{shown}");
-    assert!(shown["data"]["text/html"].to_string().contains("<svg"), "{shown}");
+    assert!(
+        shown["data"]["text/html"].to_string().contains("<svg"),
+        "{shown}"
+    );
     assert!(cell_text(&notebook, 4).contains("lost update"));
     assert!(cell_text(&notebook, 5).contains("failed schedules: 10"));
 }

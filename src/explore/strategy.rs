@@ -10,7 +10,10 @@
 //! Coyote and shuttle do: every thread gets a random priority, the highest runnable one
 //! runs, and at `depth - 1` random steps the running thread drops below all others. A
 //! bug that needs `depth` ordering constraints among `n` threads and `k` steps is found
-//! with probability at least `1 / (n * k^(depth-1))` per schedule.
+//! with probability at least `1 / (n * k^(depth-1))` per schedule. A thread that spins
+//! (retries in a loop, as a remover polling an empty list does) would keep the baton for
+//! ever under fixed priorities, so after [`PCT_HORIZON`] choices a schedule goes on with
+//! random choices, as Coyote's fair PCT does; the change points lie within the horizon.
 
 use super::sched::TaskId;
 
@@ -90,6 +93,9 @@ impl Strategy for Random {
     }
 }
 
+/// How many choices of a schedule PCT makes by priority before it turns to random ones.
+pub(crate) const PCT_HORIZON: usize = 500;
+
 /// Probabilistic concurrency testing with a bug depth.
 pub(crate) struct Pct {
     rng: Rng,
@@ -132,7 +138,7 @@ impl Strategy for Pct {
             return false;
         }
         self.left -= 1;
-        self.max_steps = self.max_steps.max(self.steps);
+        self.max_steps = self.max_steps.max(self.steps).min(PCT_HORIZON);
         self.steps = 0;
         self.priorities.clear();
         self.change_points.clear();
@@ -151,6 +157,9 @@ impl Strategy for Pct {
     }
 
     fn choose(&mut self, candidates: &[TaskId], current: Option<TaskId>, pick: Pick) -> TaskId {
+        if self.steps >= PCT_HORIZON {
+            return candidates[self.rng.below(candidates.len())];
+        }
         if pick == Pick::Fresh {
             self.steps += 1;
             if let (Some(at), Some(current)) = (

@@ -128,8 +128,33 @@ pub struct Trace {
     pub steps: Vec<Step>,
 }
 
+/// A long trace shows its first and last steps only, with a line that says how many are
+/// left out between them.
+const SHOWN_STEPS: usize = 60;
+
 impl Trace {
-    /// The steps as a table: step number, thread, operation, object, value.
+    /// The numbered steps to show: all of a short trace, the first and last
+    /// `SHOWN_STEPS / 2` of a long one, with how many were left out in between.
+    fn shown(&self) -> (Vec<(usize, &Step)>, usize, Vec<(usize, &Step)>) {
+        let numbered: Vec<(usize, &Step)> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i + 1, s))
+            .collect();
+        if numbered.len() <= SHOWN_STEPS {
+            return (numbered, 0, Vec::new());
+        }
+        let half = SHOWN_STEPS / 2;
+        let skipped = numbered.len() - 2 * half;
+        let tail = numbered[numbered.len() - half..].to_vec();
+        let mut head = numbered;
+        head.truncate(half);
+        (head, skipped, tail)
+    }
+
+    /// The steps as a table: step number, thread, operation, object, value. A long trace
+    /// shows its first and last 30 steps, with a row that counts the ones between.
     ///
     /// ```
     /// let trace = conclab::explore::random(1).run(|| ()).trace().clone();
@@ -137,29 +162,42 @@ impl Trace {
     /// ```
     pub fn table(&self) -> Table {
         let mut table = Table::new(["step", "thread", "operation", "object", "value"]);
-        for (i, step) in self.steps.iter().enumerate() {
+        let (head, skipped, tail) = self.shown();
+        let row = |table: &mut Table, (n, step): (usize, &Step)| {
             table.add_row((
-                i + 1,
+                n.to_string(),
                 step.thread.as_str(),
                 step.op.as_str(),
                 step.object.as_str(),
                 step.value.as_deref().unwrap_or(""),
             ));
+        };
+        for numbered in head {
+            row(&mut table, numbered);
+        }
+        if skipped > 0 {
+            table.add_row(("…", format!("{skipped} more steps"), "", "", ""));
+        }
+        for numbered in tail {
+            row(&mut table, numbered);
         }
         table
     }
 
-    /// The steps as a timeline picture (SVG): one row per thread, one bar per step.
+    /// The steps as a timeline picture (SVG): one row per thread, one bar per step (the
+    /// last 120 steps of a longer trace, where a failure shows).
     ///
     /// ```
     /// let trace = conclab::explore::random(1).run(|| ()).trace().clone();
     /// assert!(trace.svg("nothing happened").starts_with("<svg"));
     /// ```
     pub fn svg(&self, title: &str) -> String {
+        let first = self.steps.len().saturating_sub(2 * SHOWN_STEPS);
         let spans: Vec<Span> = self
             .steps
             .iter()
             .enumerate()
+            .skip(first)
             .map(|(i, step)| Span {
                 label: match &step.value {
                     Some(value) if step.op == "read" || step.op == "write" => {
@@ -181,8 +219,15 @@ impl Trace {
 
 impl fmt::Display for Trace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, step) in self.steps.iter().enumerate() {
-            writeln!(f, "{:>4}. {step}", i + 1)?;
+        let (head, skipped, tail) = self.shown();
+        for (n, step) in head {
+            writeln!(f, "{n:>5}. {step}")?;
+        }
+        if skipped > 0 {
+            writeln!(f, "      … {skipped} more steps …")?;
+        }
+        for (n, step) in tail {
+            writeln!(f, "{n:>5}. {step}")?;
         }
         Ok(())
     }
