@@ -132,11 +132,14 @@ pub struct Trace {
 /// left out between them.
 const SHOWN_STEPS: usize = 60;
 
+/// Steps with their numbers (from 1).
+type Numbered<'a> = Vec<(usize, &'a Step)>;
+
 impl Trace {
     /// The numbered steps to show: all of a short trace, the first and last
     /// `SHOWN_STEPS / 2` of a long one, with how many were left out in between.
-    fn shown(&self) -> (Vec<(usize, &Step)>, usize, Vec<(usize, &Step)>) {
-        let numbered: Vec<(usize, &Step)> = self
+    fn shown(&self) -> (Numbered<'_>, usize, Numbered<'_>) {
+        let numbered: Numbered<'_> = self
             .steps
             .iter()
             .enumerate()
