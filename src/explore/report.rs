@@ -131,7 +131,7 @@ impl Report {
                 "{}\nreplay it with conclab::explore::replay(\"{}\", ...)\n{}",
                 self.summary(),
                 failed.schedule,
-                failed
+                failed.trace
             );
         }
     }
@@ -193,9 +193,9 @@ impl Report {
     pub fn evcxr_display(&self) {
         let html = match &self.first_failure {
             Some(failed) => format!(
-                "<p>{}</p>\n{}",
+                "<p><b>{}</b></p>\n{}",
                 display::escape(&self.summary()),
-                failed.html()
+                failed.html_body()
             ),
             None => format!(
                 "<p>{}</p>\n{}\n{}",
@@ -215,7 +215,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.summary())?;
         match &self.first_failure {
-            Some(failed) => write!(f, "{failed}"),
+            Some(failed) => write!(f, "{}", failed.text_body()),
             None => {
                 for (outcome, count) in &self.outcomes {
                     writeln!(f, "  {outcome}: {count} schedules")?;

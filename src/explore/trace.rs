@@ -319,20 +319,32 @@ impl Schedule {
 
     pub(crate) fn html(&self) -> String {
         format!(
-            "<p><b>{}</b></p>\n<p>schedule: <code>{}</code></p>\n{}\n{}",
+            "<p><b>{}</b></p>\n{}",
             display::escape(&self.headline()),
+            self.html_body()
+        )
+    }
+
+    /// The schedule string, the timeline and the table, without the headline.
+    pub(crate) fn html_body(&self) -> String {
+        format!(
+            "<p>schedule: <code>{}</code></p>\n{}\n{}",
             display::escape(&self.schedule),
             self.trace.svg(&self.headline()),
             self.trace.table().html()
         )
+    }
+
+    /// The schedule string and the steps as text, without the headline.
+    pub(crate) fn text_body(&self) -> String {
+        format!("schedule: {}\n{}", self.schedule, self.trace)
     }
 }
 
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.headline())?;
-        writeln!(f, "schedule: {}", self.schedule)?;
-        write!(f, "{}", self.trace)
+        write!(f, "{}", self.text_body())
     }
 }
 
