@@ -255,7 +255,7 @@ impl Explorer {
             ),
             Kind::Exhaustive => (
                 Box::new(Dfs::new(self.schedules)),
-                format!("depth-first search of at most {} schedules", self.schedules),
+                "depth-first search".to_owned(),
             ),
         }
     }
