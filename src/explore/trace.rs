@@ -264,11 +264,13 @@ pub(crate) fn decode(schedule: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-/// A schedule, the steps it took, and how it ended.
+/// A schedule, the steps it took, and how it ended: what [`replay`](super::replay) returns
+/// and [`Report::first_failure`](super::Report::first_failure) holds.
 ///
 /// ```
-/// let run = conclab::explore::random(1).run(|| 5);
-/// assert_eq!(run.outcomes(), &[("5".to_string(), 1)]);
+/// let run = conclab::explore::replay("s1:", || 5).unwrap();
+/// assert_eq!(run.outcome.as_deref(), Some("5"));
+/// assert!(run.failure.is_none());
 /// ```
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -297,8 +299,8 @@ impl Schedule {
     /// The steps as a table (see [`Trace::table`]).
     ///
     /// ```
-    /// let run = conclab::explore::random(1).run(|| ());
-    /// assert!(run.first_failure().is_none());
+    /// let run = conclab::explore::replay("s1:", || ()).unwrap();
+    /// assert_eq!(run.table().len(), 0);
     /// ```
     pub fn table(&self) -> Table {
         self.trace.table()
