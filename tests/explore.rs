@@ -256,3 +256,54 @@ fn plain_use_after_a_run_is_not_explored() {
     counter.increment();
     assert_eq!(counter.get(), 1);
 }
+
+#[test]
+fn pct_gets_past_a_thread_that_polls_in_a_loop() {
+    // The poller only stops once the other thread has set the flag: under fixed
+    // priorities it would keep the baton for ever.
+    let report = explore::pct(3, 50).seed(9).run(|| {
+        let flag = Arc::new(Lock::named("flag", false));
+        let setter = {
+            let flag = Arc::clone(&flag);
+            Thread::new(move || *flag.acquire().unwrap() = true)
+                .start()
+                .unwrap()
+        };
+        while !*flag.acquire().unwrap() {}
+        setter.join().unwrap();
+    });
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.schedules(), 50);
+}
+
+#[test]
+fn rlock_reentry_and_try_acquire_inside_a_run() {
+    let report = explore::exhaustive().run(|| {
+        let lock = Arc::new(RLock::named("tree", std::cell::Cell::new(0)));
+        let other = {
+            let lock = Arc::clone(&lock);
+            Thread::new(move || lock.try_acquire().is_some())
+                .start()
+                .unwrap()
+        };
+        {
+            let outer = lock.acquire().unwrap();
+            let inner = lock.acquire().unwrap();
+            inner.set(outer.get() + 1);
+        }
+        other.join().unwrap()
+    });
+    assert!(report.is_ok(), "{report}");
+    assert!(report.is_exhaustive());
+    // The other thread's try_acquire either finds the lock free or held: both happen.
+    let outcomes: Vec<&str> = report.outcomes().iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(outcomes, ["false", "true"], "{report}");
+}
+
+#[test]
+fn printing_code_is_explored_like_any_other() {
+    // Its output goes to /dev/null meanwhile; the run must not notice.
+    let report = explore::random(3).run(|| println!("dropped"));
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.outcomes(), &[("()".to_string(), 3)]);
+}

@@ -232,7 +232,9 @@ impl Explorer {
 
     /// Lets the explored code's standard output through. By default it goes to
     /// `/dev/null` while the schedules run: a `println!` in the code would otherwise print
-    /// once per schedule. [`replay`] always shows it.
+    /// once per schedule. The redirection is of the process's descriptor 1, so a thread
+    /// outside the run that prints meanwhile is not shown either. [`replay`] always shows
+    /// the output.
     ///
     /// ```
     /// let report = conclab::explore::random(2).show_output().run(|| println!("twice"));
