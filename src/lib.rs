@@ -16,7 +16,8 @@
 //! | (none: a process pool) | [`parallel`]: rayon's `par_iter` on a pool the notebook holds |
 //!
 //! and [`timeline`], [`chart`] and [`table`] draw what happened ([`display`] shows them
-//! inline in a notebook).
+//! inline in a notebook). [`explore`] runs a closure under a controlled scheduler, to find
+//! the interleavings in which it loses an update, deadlocks or fails an assertion.
 //!
 //! ## Living inside a notebook kernel
 //!
@@ -32,6 +33,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod explore;
 pub mod futures;
 pub mod gil;
 

@@ -20,6 +20,9 @@ pub use crate::threading::{
     LockedCounter, RLock, RacyCounter, Runnable, Semaphore, Thread, ThreadLocal, ThreadingError,
 };
 
+// --- Exploring schedules: `explore::random(n).run(|| ...)`, `explore::replay(...)`. ---
+pub use crate::explore;
+
 // --- Pictures: timelines, charts and tables of timings. ---
 pub use crate::chart::{BarChart, ChartError, LineChart};
 pub use crate::table::{format_duration, Cell, Table};

@@ -46,23 +46,33 @@ impl<T> Mutex<T> {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        MutexGuard(Some(self.0.lock().unwrap_or_else(|e| e.into_inner())))
+        MutexGuard {
+            guard: Some(self.0.lock().unwrap_or_else(|e| e.into_inner())),
+            mutex: &self.0,
+        }
     }
 }
 
-/// Holds the base guard in an `Option` so `Condvar::wait` can take it by `&mut`.
-pub(crate) struct MutexGuard<'a, T>(Option<base::MutexGuard<'a, T>>);
+/// Holds the base guard in an `Option` so `Condvar::wait` can take it by `&mut`, and the
+/// mutex, so that a wait under `explore` can let go of it and take it again.
+pub(crate) struct MutexGuard<'a, T> {
+    guard: Option<base::MutexGuard<'a, T>>,
+    #[cfg_attr(loom, allow(dead_code))]
+    mutex: &'a base::Mutex<T>,
+}
 
 impl<T> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.0.as_deref().expect("guard present outside of a wait")
+        self.guard
+            .as_deref()
+            .expect("guard present outside of a wait")
     }
 }
 
 impl<T> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.0
+        self.guard
             .as_deref_mut()
             .expect("guard present outside of a wait")
     }
@@ -99,11 +109,45 @@ impl Condvar {
     }
 
     pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
-        let inner = guard.0.take().expect("guard present");
+        #[cfg(not(loom))]
+        if crate::explore::sched::active() && self.wait_explored(guard, false).is_some() {
+            return;
+        }
+        let inner = guard.guard.take().expect("guard present");
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         let inner = self.inner.wait(inner).unwrap_or_else(|e| e.into_inner());
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        guard.0 = Some(inner);
+        guard.guard = Some(inner);
+    }
+
+    /// A wait inside an `explore` run: the scheduler runs other threads until this
+    /// condvar is notified. `Some(timed out)`, or `None` when the run is over and the
+    /// caller should wait for real. Counted in `sleepers` like a real wait, so a notify
+    /// reaches the scheduler.
+    #[cfg(not(loom))]
+    #[cold]
+    fn wait_explored<T>(&self, guard: &mut MutexGuard<'_, T>, timed: bool) -> Option<bool> {
+        use crate::explore::sched::{self, Obj, Waiting, Woke};
+        let obj = Obj::new(self, "", None);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        drop(guard.guard.take());
+        let woke = sched::block(
+            &obj,
+            Waiting {
+                addr: obj.addr,
+                lock: None,
+                join: false,
+                timed,
+                what: String::new(),
+            },
+        );
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        guard.guard = Some(guard.mutex.lock().unwrap_or_else(|e| e.into_inner()));
+        match woke {
+            Woke::Signalled => Some(false),
+            Woke::TimedOut => Some(true),
+            Woke::Abandoned => None,
+        }
     }
 
     /// Waits until notified or until `deadline`.
@@ -113,15 +157,20 @@ impl Condvar {
         guard: &mut MutexGuard<'_, T>,
         deadline: Instant,
     ) -> WaitTimeoutResult {
+        if crate::explore::sched::active() {
+            if let Some(timed_out) = self.wait_explored(guard, true) {
+                return WaitTimeoutResult(timed_out);
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        let inner = guard.0.take().expect("guard present");
+        let inner = guard.guard.take().expect("guard present");
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         let (inner, result) = self
             .inner
             .wait_timeout(inner, left)
             .unwrap_or_else(|e| e.into_inner());
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        guard.0 = Some(inner);
+        guard.guard = Some(inner);
         WaitTimeoutResult(result.timed_out())
     }
 
@@ -138,13 +187,25 @@ impl Condvar {
 
     pub(crate) fn notify_one(&self) {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.wake_explored();
             self.inner.notify_one();
         }
     }
 
     pub(crate) fn notify_all(&self) {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.wake_explored();
             self.inner.notify_all();
+        }
+    }
+
+    /// Inside an `explore` run, the waits on this condvar are the scheduler's: wake them
+    /// there (all of them; a condvar may always wake more than asked).
+    #[inline]
+    fn wake_explored(&self) {
+        #[cfg(not(loom))]
+        if crate::explore::sched::active() {
+            crate::explore::sched::wake(std::ptr::from_ref(self).addr());
         }
     }
 }

@@ -388,6 +388,32 @@ fn ten_cells_of_rayon_pools_leave_the_kernel_thread_count_flat() {
 }
 
 #[test]
+fn values_made_in_one_cell_are_explored_in_a_later_one() {
+    // A lock, a queue and a function from cell 1 are used under `explore` in cells 2 and
+    // 3; the report made in cell 3 is shown by cell 4; panics of explored threads (cell 5)
+    // are the report's findings, not a failed cell.
+    let (run, notebook) = run_fixture("explore_across_cells.ipynb", "120");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(cell_text(&notebook, 1).contains("made in cell 1"));
+    let locked = cell_text(&notebook, 2);
+    assert!(
+        locked.contains("lock from cell 1: ok true, exhaustive true, outcomes [(\"2\","),
+        "{locked}"
+    );
+    let racy = cell_text(&notebook, 3);
+    assert!(racy.contains("found: lost update"), "{racy}");
+    assert!(racy.contains("replayed the same steps: true"), "{racy}");
+    let shown = &notebook["cells"][4]["outputs"][0];
+    assert_eq!(shown["output_type"], "execute_result", "{shown}");
+    assert!(
+        shown["data"]["text/html"].to_string().contains("<svg"),
+        "{shown}"
+    );
+    assert!(cell_text(&notebook, 4).contains("lost update"));
+    assert!(cell_text(&notebook, 5).contains("failed schedules: 10"));
+}
+
+#[test]
 fn run_leaves_out_hidden_tests_so_a_saved_source_shows_what_students_see() {
     let (run, notebook) = run_fixture("hidden_tests.ipynb", "30");
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

@@ -53,6 +53,34 @@ pub(crate) fn set_stdin(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(nix::unistd::dup2_stdin(fd)?)
 }
 
+/// Standard output going to `/dev/null` while this lives; dropping it brings the old one
+/// back. Rust's buffered `stdout` is flushed at both ends, so no line crosses over.
+pub(crate) struct SilencedStdout {
+    saved: OwnedFd,
+}
+
+/// Sends descriptor 1 to `/dev/null` until the guard is dropped.
+pub(crate) fn silence_stdout() -> io::Result<SilencedStdout> {
+    use std::io::Write;
+    io::stdout().flush()?;
+    let saved = nix::unistd::dup(io::stdout())?;
+    let null = nix::fcntl::open(
+        c"/dev/null",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    nix::unistd::dup2_stdout(&null)?;
+    Ok(SilencedStdout { saved })
+}
+
+impl Drop for SilencedStdout {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = io::stdout().flush();
+        let _ = nix::unistd::dup2_stdout(&self.saved);
+    }
+}
+
 /// Closes descriptor 0, whatever it is.
 pub(crate) fn close_stdin() {
     let _ = nix::unistd::close(0);

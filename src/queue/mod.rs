@@ -17,6 +17,7 @@
 //! accounting. Share one between threads with an `Arc`. A rejected `put` hands the item
 //! back inside the error, so nothing is lost.
 
+use crate::explore::sched::{self, Obj};
 use crate::sync::{Condvar, Mutex};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -331,10 +332,17 @@ impl<T, O: Order<T>> OrderedQueue<T, O> {
         self.maxsize == 0 || O::len(&state.items) < self.maxsize
     }
 
+    /// How `explore` names this queue in its steps.
+    fn obj(&self) -> Obj<'_> {
+        Obj::new(self, "queue", None)
+    }
+
     fn put_inner(&self, item: T, deadline: Option<Option<Instant>>) -> Result<(), QueueError<T>> {
+        sched::point("put", &self.obj());
         let mut state = self.state.lock();
         loop {
             if state.shutdown {
+                sched::note("put", &self.obj(), || "refused: shut down".to_owned());
                 return Err(QueueError::ShutDown(item));
             }
             if self.has_room(&state) {
@@ -342,13 +350,17 @@ impl<T, O: Order<T>> OrderedQueue<T, O> {
             }
             match deadline {
                 // put_nowait
-                None => return Err(QueueError::Full(item)),
+                None => {
+                    sched::note("put", &self.obj(), || "refused: full".to_owned());
+                    return Err(QueueError::Full(item));
+                }
                 Some(None) => self.not_full.wait(&mut state),
                 Some(Some(deadline)) => {
                     if self.not_full.wait_until(&mut state, deadline).timed_out()
                         && !state.shutdown
                         && !self.has_room(&state)
                     {
+                        sched::note("put", &self.obj(), || "timed out".to_owned());
                         return Err(QueueError::Full(item));
                     }
                 }
@@ -356,30 +368,42 @@ impl<T, O: Order<T>> OrderedQueue<T, O> {
         }
         O::push(&mut state.items, item);
         state.unfinished += 1;
+        sched::note("put", &self.obj(), || {
+            format!("size {}", O::len(&state.items))
+        });
         drop(state);
         self.not_empty.notify_one();
         Ok(())
     }
 
     fn get_inner(&self, deadline: Option<Option<Instant>>) -> Result<T, QueueError> {
+        sched::point("get", &self.obj());
         let mut state = self.state.lock();
         loop {
             if let Some(item) = O::pop(&mut state.items) {
+                sched::note("get", &self.obj(), || {
+                    format!("size {}", O::len(&state.items))
+                });
                 drop(state);
                 self.not_full.notify_one();
                 return Ok(item);
             }
             if state.shutdown {
+                sched::note("get", &self.obj(), || "refused: shut down".to_owned());
                 return Err(QueueError::ShutDown(()));
             }
             match deadline {
-                None => return Err(QueueError::Empty),
+                None => {
+                    sched::note("get", &self.obj(), || "refused: empty".to_owned());
+                    return Err(QueueError::Empty);
+                }
                 Some(None) => self.not_empty.wait(&mut state),
                 Some(Some(deadline)) => {
                     if self.not_empty.wait_until(&mut state, deadline).timed_out()
                         && O::len(&state.items) == 0
                         && !state.shutdown
                     {
+                        sched::note("get", &self.obj(), || "timed out".to_owned());
                         return Err(QueueError::Empty);
                     }
                 }
@@ -466,6 +490,8 @@ impl<T, O: Order<T>> OrderedQueue<T, O> {
     /// assert!(q.task_done().is_err()); // one more than was put
     /// ```
     pub fn task_done(&self) -> Result<(), QueueError> {
+        sched::point("task done", &self.obj());
+        sched::note("task done", &self.obj(), String::new);
         let mut state = self.state.lock();
         if state.unfinished == 0 {
             return Err(QueueError::TaskDoneTooOften);
@@ -491,10 +517,12 @@ impl<T, O: Order<T>> OrderedQueue<T, O> {
     /// });
     /// ```
     pub fn join(&self) {
+        sched::point("join", &self.obj());
         let mut state = self.state.lock();
         while state.unfinished > 0 {
             self.all_done.wait(&mut state);
         }
+        sched::note("join", &self.obj(), String::new);
     }
 
     /// [`join`](Self::join) for at most `timeout`; `true` if all tasks were done.
@@ -530,6 +558,8 @@ impl<T, O: Order<T>> OrderedQueue<T, O> {
     /// assert!(q.get().is_err());
     /// ```
     pub fn shutdown(&self, immediate: bool) {
+        sched::point("shutdown", &self.obj());
+        sched::note("shutdown", &self.obj(), String::new);
         let mut state = self.state.lock();
         state.shutdown = true;
         if immediate {

@@ -4,6 +4,7 @@
 //! per generation under a `Mutex` with a `Condvar`, like CPython's implementation.
 
 use super::ThreadingError;
+use crate::explore::sched::{self, Obj};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -126,6 +127,9 @@ impl Barrier {
     /// assert!(b.wait().is_err());
     /// ```
     pub fn abort(&self) {
+        let obj = Obj::new(self, "barrier", None);
+        sched::point("abort", &obj);
+        sched::note("abort", &obj, String::new);
         let mut state = self.state.lock();
         state.broken = true;
         if state.count > 0 {
@@ -145,6 +149,9 @@ impl Barrier {
     /// assert_eq!(b.wait(), Ok(0));
     /// ```
     pub fn reset(&self) {
+        let obj = Obj::new(self, "barrier", None);
+        sched::point("reset", &obj);
+        sched::note("reset", &obj, String::new);
         let mut state = self.state.lock();
         if state.count > 0 {
             state.end_generation(false);
@@ -155,11 +162,17 @@ impl Barrier {
     }
 
     fn wait_inner(&self, deadline: Option<Instant>) -> Result<usize, ThreadingError> {
+        let obj = Obj::new(self, "barrier", None);
+        sched::point("wait", &obj);
         let mut state = self.state.lock();
         if state.broken {
+            sched::note("wait", &obj, || "broken".to_owned());
             return Err(ThreadingError::BrokenBarrier);
         }
         let index = state.count;
+        sched::note("wait", &obj, || {
+            format!("arrival {} of {}", index + 1, self.parties)
+        });
         let generation = Arc::clone(&state.generation);
         if index + 1 == self.parties {
             state.end_generation(true);

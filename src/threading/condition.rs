@@ -134,6 +134,8 @@ impl<T> Condition<T> {
     }
 
     fn notify(&self, n: usize) -> usize {
+        let obj = crate::explore::sched::Obj::new(self, "condition", Some(self.name()));
+        crate::explore::sched::point("notify", &obj);
         let woken: Vec<Arc<Waiter>> = {
             let mut waiters = self.waiters.lock();
             let n = n.min(waiters.len());
@@ -142,6 +144,7 @@ impl<T> Condition<T> {
         for waiter in &woken {
             waiter.notify();
         }
+        crate::explore::sched::note("notify", &obj, || format!("woke {}", woken.len()));
         woken.len()
     }
 

@@ -2,6 +2,7 @@
 //!
 //! A `Mutex<flag>` with a `Condvar`; std and parking_lot have the parts but no event.
 
+use crate::explore::sched::{self, Obj};
 use crate::sync::{Condvar, Mutex};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -58,6 +59,8 @@ impl Event {
     /// assert!(e.is_set());
     /// ```
     pub fn set(&self) {
+        sched::point("set", &self.obj());
+        sched::note("set", &self.obj(), String::new);
         let mut state = self.state.lock();
         state.flag = true;
         state.sets += 1;
@@ -74,6 +77,8 @@ impl Event {
     /// assert!(!e.is_set());
     /// ```
     pub fn clear(&self) {
+        sched::point("clear", &self.obj());
+        sched::note("clear", &self.obj(), String::new);
         self.state.lock().flag = false;
     }
 
@@ -108,7 +113,21 @@ impl Event {
         self.wait_inner(Some(Instant::now() + timeout))
     }
 
+    /// How `explore` names this event in its steps.
+    fn obj(&self) -> Obj<'_> {
+        Obj::new(self, "event", None)
+    }
+
     fn wait_inner(&self, deadline: Option<Instant>) -> bool {
+        sched::point("wait", &self.obj());
+        let set = self.wait_flag(deadline);
+        sched::note("wait", &self.obj(), || {
+            if set { "set" } else { "timed out" }.to_owned()
+        });
+        set
+    }
+
+    fn wait_flag(&self, deadline: Option<Instant>) -> bool {
         let mut state = self.state.lock();
         let seen = state.sets;
         while !state.flag && state.sets == seen {

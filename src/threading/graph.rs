@@ -15,6 +15,7 @@
 //! in `cycle.rs`.
 
 use super::raw_lock::RawLock;
+use crate::explore::sched;
 use crate::sync::{Arc, Mutex};
 use std::ptr;
 use std::time::Instant;
@@ -110,19 +111,54 @@ impl LockCore {
     /// Takes the lock if it is free right now.
     #[inline]
     pub(crate) fn try_lock(&self, me: &'static ThreadNode) -> bool {
+        if sched::active() {
+            return self.try_lock_explored(me);
+        }
         self.raw.try_lock(me)
+    }
+
+    #[cold]
+    fn try_lock_explored(&self, me: &'static ThreadNode) -> bool {
+        let obj = self.explore_obj();
+        sched::point("try acquire", &obj);
+        let got = self.raw.try_lock(me);
+        let value = if got { "got it" } else { "busy" };
+        sched::step("try acquire", &obj, Some(value.to_owned()));
+        got
     }
 
     /// Takes the lock before `deadline`; timed waits take no part in detection because
     /// they end by themselves. No spin first: it could outlast a short timeout.
-    pub(crate) fn lock_until(&self, me: &'static ThreadNode, deadline: Instant) -> bool {
-        self.raw.try_lock(me) || self.raw.lock_until(me, deadline)
+    pub(crate) fn lock_until(this: &Arc<Self>, me: &'static ThreadNode, deadline: Instant) -> bool {
+        if sched::active() {
+            return Self::lock_explored(this, me, Some(deadline)).unwrap_or(false);
+        }
+        this.raw.try_lock(me) || this.raw.lock_until(me, deadline)
     }
 
     /// Releases the lock; only the holder's guard calls this.
     #[inline]
     pub(crate) fn unlock(&self) {
+        if sched::active() {
+            return self.unlock_explored();
+        }
         self.raw.unlock();
+    }
+
+    /// A release inside an `explore` run: a switch point, and a wake-up for the threads
+    /// the scheduler keeps waiting for this lock.
+    #[cold]
+    fn unlock_explored(&self) {
+        let obj = self.explore_obj();
+        sched::point("release", &obj);
+        self.raw.unlock();
+        sched::step("release", &obj, None);
+        sched::wake(obj.addr);
+    }
+
+    /// How `explore` names this lock in its steps.
+    pub(crate) fn explore_obj(&self) -> sched::Obj<'_> {
+        sched::Obj::new(self, "lock", Some(&self.name))
     }
 
     #[inline]

@@ -147,10 +147,7 @@ impl<T> Lock<T> {
     /// assert_eq!(err, conclab::threading::ThreadingError::Timeout(Duration::from_millis(10)));
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_, T>, ThreadingError> {
-        if !self
-            .core
-            .lock_until(current_node(), Instant::now() + timeout)
-        {
+        if !LockCore::lock_until(&self.core, current_node(), Instant::now() + timeout) {
             return Err(ThreadingError::Timeout(timeout));
         }
         Ok(LockGuard::new(self))

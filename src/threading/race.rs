@@ -7,6 +7,7 @@
 //! really lost. [`LockedCounter`] is the fix with a [`Lock`].
 
 use super::lock::Lock;
+use crate::explore::sched::{self, Obj};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,8 +54,15 @@ impl RacyCounter {
     /// c.increment();
     /// assert_eq!(c.get(), 1); // alone, it is right
     /// ```
+    ///
+    /// Inside [`explore`](crate::explore) the read and the write are two switch points,
+    /// and a write that overwrites a write made since the read is reported as a lost
+    /// update.
     #[inline(never)]
     pub fn increment(&self) {
+        if sched::active() {
+            return self.increment_explored();
+        }
         let read = self.value.load(Ordering::Relaxed);
         // The gap between reading and writing, where another thread's update gets lost.
         for _ in 0..16 {
@@ -63,12 +71,40 @@ impl RacyCounter {
         self.value.store(read + 1, Ordering::Relaxed);
     }
 
-    /// The current value.
+    #[cold]
+    fn increment_explored(&self) {
+        let obj = Obj::new(self, "counter", None);
+        sched::point("read", &obj);
+        let read = self.value.load(Ordering::Relaxed);
+        sched::step("read", &obj, Some(read.to_string()));
+        sched::point("write", &obj);
+        let found = self.value.load(Ordering::Relaxed);
+        self.value.store(read + 1, Ordering::Relaxed);
+        if found == read {
+            sched::step("write", &obj, Some((read + 1).to_string()));
+        } else {
+            sched::step(
+                "write",
+                &obj,
+                Some(format!("{} (lost update: it was {found})", read + 1)),
+            );
+            sched::lost_update(&obj, read, found);
+        }
+    }
+
+    /// The current value (a racing read too, inside [`explore`](crate::explore)).
     ///
     /// ```
     /// assert_eq!(conclab::threading::RacyCounter::new().get(), 0);
     /// ```
     pub fn get(&self) -> u64 {
+        if sched::active() {
+            let obj = Obj::new(self, "counter", None);
+            sched::point("read", &obj);
+            let value = self.value.load(Ordering::Relaxed);
+            sched::step("read", &obj, Some(value.to_string()));
+            return value;
+        }
         self.value.load(Ordering::Relaxed)
     }
 }
@@ -76,7 +112,7 @@ impl RacyCounter {
 impl fmt::Debug for RacyCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RacyCounter")
-            .field("value", &self.get())
+            .field("value", &self.value.load(Ordering::Relaxed))
             .finish()
     }
 }

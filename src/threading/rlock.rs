@@ -138,7 +138,7 @@ impl<T> RLock<T> {
         if self.core.owned_by(me) {
             return Ok(self.enter_again());
         }
-        if !self.core.lock_until(me, Instant::now() + timeout) {
+        if !LockCore::lock_until(&self.core, me, Instant::now() + timeout) {
             return Err(ThreadingError::Timeout(timeout));
         }
         Ok(self.enter_first())

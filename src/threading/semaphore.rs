@@ -4,6 +4,7 @@
 //! `Mutex` with a `Condvar` to wait on, as in CPython's pure-Python implementation.
 
 use super::ThreadingError;
+use crate::explore::sched::{self, Obj};
 use crate::sync::{Condvar, Mutex};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -24,35 +25,51 @@ impl Permits {
         }
     }
 
+    /// How `explore` names this semaphore in its steps.
+    fn obj(&self) -> Obj<'_> {
+        Obj::new(self, "semaphore", None)
+    }
+
     fn acquire(&self) {
+        sched::point("acquire", &self.obj());
         let mut available = self.available.lock();
         while *available == 0 {
             self.freed.wait(&mut available);
         }
         *available -= 1;
+        sched::note("acquire", &self.obj(), || format!("{} left", *available));
     }
 
     fn try_acquire(&self) -> bool {
+        sched::point("try acquire", &self.obj());
         let mut available = self.available.lock();
         if *available == 0 {
+            sched::note("try acquire", &self.obj(), || "none left".to_owned());
             return false;
         }
         *available -= 1;
+        sched::note("try acquire", &self.obj(), || {
+            format!("{} left", *available)
+        });
         true
     }
 
     fn acquire_until(&self, deadline: Instant) -> bool {
+        sched::point("acquire", &self.obj());
         let mut available = self.available.lock();
         while *available == 0 {
             if self.freed.wait_until(&mut available, deadline).timed_out() && *available == 0 {
+                sched::note("acquire", &self.obj(), || "timed out".to_owned());
                 return false;
             }
         }
         *available -= 1;
+        sched::note("acquire", &self.obj(), || format!("{} left", *available));
         true
     }
 
     fn release(&self, n: usize) -> Result<(), ThreadingError> {
+        sched::point("release", &self.obj());
         let mut available = self.available.lock();
         let after = available.saturating_add(n);
         if let Some(bound) = self.bound {
@@ -61,6 +78,7 @@ impl Permits {
             }
         }
         *available = after;
+        sched::note("release", &self.obj(), || format!("{after} left"));
         drop(available);
         for _ in 0..n {
             self.freed.notify_one();

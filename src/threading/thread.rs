@@ -2,6 +2,7 @@
 //! thread's name and id.
 
 use super::ThreadingError;
+use crate::explore::sched::{self, Obj, Waiting, Woke};
 use crate::sync::{Arc, Condvar, Mutex};
 use std::any::Any;
 use std::fmt;
@@ -85,6 +86,30 @@ struct Finished {
 }
 
 impl Finished {
+    /// How `explore` names this thread's end, which its joiners wait for.
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
+    /// A join inside an `explore` run: the scheduler runs the others until the thread has
+    /// ended. `false` when the run is over and the caller should not wait.
+    #[cold]
+    fn wait_explored(&self, name: &str) -> bool {
+        while !*self.done.lock() {
+            let waiting = Waiting {
+                addr: self.addr(),
+                lock: None,
+                join: true,
+                timed: false,
+                what: format!("waits to join thread '{name}'"),
+            };
+            if sched::block(&Obj::new(self, "thread", Some(name)), waiting) == Woke::Abandoned {
+                return false;
+            }
+        }
+        true
+    }
+
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let mut done = self.done.lock();
         while !*done {
@@ -183,26 +208,42 @@ where
     /// let h = conclab::threading::Thread::new(|| "done").start().unwrap();
     /// assert_eq!(h.join().unwrap(), "done");
     /// ```
-    pub fn start(self) -> Result<JoinHandle<T>, ThreadingError> {
+    pub fn start(mut self) -> Result<JoinHandle<T>, ThreadingError> {
         let finished = Arc::new(Finished {
             done: Mutex::new(false),
             signal: Condvar::new(),
         });
         let mut builder = std::thread::Builder::new();
+        // Inside `explore` the thread joins the run: it waits for the baton before its
+        // first step, and gets a name that is the same in every schedule.
+        let seat = if sched::active() {
+            sched::spawn(self.name.as_deref())
+        } else {
+            None
+        };
+        if let Some(seat) = &seat {
+            self.name = Some(seat.name());
+        }
         if let Some(name) = &self.name {
             builder = builder.name(name.clone());
         }
         let target = self.target;
         let marker = SetOnDrop(Arc::clone(&finished));
-        let handle = builder
-            .spawn(move || {
+        let finished_addr = finished.addr();
+        let spawned = builder.spawn(move || {
+            let body = move || {
                 let _marker = marker;
                 target()
-            })
-            .map_err(|error| ThreadingError::SpawnFailed {
-                name: self.name.clone().unwrap_or_else(|| "a thread".to_owned()),
-                reason: error.to_string(),
-            })?;
+            };
+            match seat {
+                Some(seat) => seat.run(body, Some(finished_addr)),
+                None => body(),
+            }
+        });
+        let handle = spawned.map_err(|error| ThreadingError::SpawnFailed {
+            name: self.name.clone().unwrap_or_else(|| "a thread".to_owned()),
+            reason: error.to_string(),
+        })?;
         let ident = id_number(handle.thread().id());
         let name = self.name.unwrap_or_else(|| format!("Thread-{ident}"));
         Ok(JoinHandle {
@@ -268,6 +309,10 @@ impl<T> JoinHandle<T> {
     }
 
     fn join_inner(&mut self) -> Result<T, ThreadingError> {
+        if sched::active() && !self.finished.wait_explored(&self.name) {
+            // The run is over and the thread is unwinding on its own: let it go.
+            self.handle.take();
+        }
         match self.handle.take() {
             Some(handle) => handle.join().map_err(|payload| ThreadingError::Panicked {
                 thread: self.name.clone(),
@@ -294,6 +339,8 @@ impl<T> JoinHandle<T> {
     /// h.join().unwrap();
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> bool {
+        // Inside `explore` this waits on the `Finished` condvar, where the scheduler
+        // times it out only when nothing else can run.
         self.finished.wait_until(Some(Instant::now() + timeout))
     }
 
@@ -353,6 +400,10 @@ impl<T> JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if self.daemon || self.handle.is_none() {
+            return;
+        }
+        if sched::active() {
+            let _ = self.join_inner();
             return;
         }
         if !self

@@ -580,12 +580,32 @@ impl Timeline {
 
 impl display::Picture for Timeline {
     fn render(&self) -> Result<String, String> {
-        render::svg(&self.title, &self.spans(), self.dropped(), self.capacity())
+        render::svg(
+            &self.title,
+            &self.spans(),
+            self.dropped(),
+            self.capacity(),
+            "milliseconds since the first span started",
+        )
     }
 
     fn text(&self) -> String {
         self.to_string()
     }
+}
+
+/// The timeline picture of spans one unit long per step, for `explore`'s schedules.
+pub(crate) fn svg_of_steps(title: &str, spans: &[Span]) -> String {
+    struct Steps<'a>(&'a str, &'a [Span]);
+    impl display::Picture for Steps<'_> {
+        fn render(&self) -> Result<String, String> {
+            render::svg(self.0, self.1, 0, self.1.len(), "step of the schedule")
+        }
+        fn text(&self) -> String {
+            render::text(self.0, self.1, 0, self.1.len())
+        }
+    }
+    display::svg(&Steps(title, spans))
 }
 
 /// A span in progress, recorded when dropped. Made by [`Timeline::start`].

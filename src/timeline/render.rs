@@ -150,12 +150,14 @@ fn legend_entries(layout: &Layout) -> Vec<LegendEntry> {
     entries
 }
 
-/// The SVG Gantt chart.
+/// The SVG Gantt chart; `x_desc` names the time axis (milliseconds, or steps of a
+/// schedule for `explore`, which draws its steps one unit long each).
 pub(crate) fn svg(
     title: &str,
     spans: &[Span],
     dropped: u64,
     capacity: usize,
+    x_desc: &str,
 ) -> Result<String, String> {
     let layout = Layout::new(spans);
     let rows = layout.row_names.len();
@@ -216,7 +218,7 @@ pub(crate) fn svg(
             .axis_style(MUTED)
             .label_style(text_style(13.0, &INK, Pos::new(HPos::Center, VPos::Top)))
             .axis_desc_style(text_style(14.0, &INK, Pos::new(HPos::Center, VPos::Top)))
-            .x_desc("milliseconds since the first span started")
+            .x_desc(x_desc)
             .draw()
             .map_err(|e| e.to_string())?;
 
