@@ -7,7 +7,10 @@
 
 #[path = "support/command.rs"]
 mod command;
+#[path = "support/notebook_json.rs"]
+mod notebook_json;
 
+use notebook_json::{cells, flag, grade_id, nbgrader, read_json, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,35 +28,6 @@ fn source(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../notebooks/assignments")
         .join(format!("{name}.ipynb"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn text(cell: &Value) -> String {
-    match &cell["source"] {
-        Value::String(text) => text.clone(),
-        Value::Array(lines) => lines.iter().filter_map(Value::as_str).collect(),
-        _ => String::new(),
-    }
-}
-
-fn nbgrader(cell: &Value) -> &Value {
-    &cell["metadata"]["nbgrader"]
-}
-
-fn grade_id(cell: &Value) -> &str {
-    nbgrader(cell)["grade_id"].as_str().unwrap_or("")
-}
-
-fn flag(cell: &Value, key: &str) -> bool {
-    nbgrader(cell)[key].as_bool().unwrap_or(false)
-}
-
-fn cells(notebook: &Value) -> &Vec<Value> {
-    notebook["cells"].as_array().expect("a notebook has cells")
 }
 
 fn run(args: &[&std::ffi::OsStr]) -> String {

@@ -16,11 +16,14 @@
 
 #[path = "support/command.rs"]
 mod command;
+#[path = "support/notebook_json.rs"]
+mod notebook_json;
 #[path = "support/paths.rs"]
 mod paths;
 #[path = "support/python.rs"]
 mod python;
 
+use notebook_json::{cells, flag, grade_id, read_json, text, write_json};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,38 +41,6 @@ fn assignment_source(name: &str) -> PathBuf {
     paths::repo()
         .join("notebooks/assignments")
         .join(format!("{name}.ipynb"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn write_json(path: &Path, value: &Value) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, serde_json::to_string_pretty(value).unwrap()).unwrap();
-}
-
-fn cells(notebook: &Value) -> &Vec<Value> {
-    notebook["cells"].as_array().expect("a notebook has cells")
-}
-
-fn text(cell: &Value) -> String {
-    match &cell["source"] {
-        Value::String(text) => text.clone(),
-        Value::Array(lines) => lines.iter().filter_map(Value::as_str).collect(),
-        _ => String::new(),
-    }
-}
-
-fn grade_id(cell: &Value) -> &str {
-    cell["metadata"]["nbgrader"]["grade_id"]
-        .as_str()
-        .unwrap_or("")
-}
-
-fn flag(cell: &Value, key: &str) -> bool {
-    cell["metadata"]["nbgrader"][key].as_bool().unwrap_or(false)
 }
 
 /// A course directory with the course's configuration and `name` as its one source.

@@ -7,11 +7,14 @@
 
 #[path = "support/command.rs"]
 mod command;
+#[path = "support/notebook_json.rs"]
+mod notebook_json;
 #[path = "support/paths.rs"]
 mod paths;
 #[path = "support/python.rs"]
 mod python;
 
+use notebook_json::read_json;
 use paths::fixture;
 use serde_json::Value;
 use std::path::Path;
@@ -31,10 +34,6 @@ fn papermill(input: &Path, output: &Path) -> (bool, String) {
         .arg(input.parent().unwrap());
     let (status, log) = command::run_with_guard(&mut command, Duration::from_secs(900));
     (status.success(), log)
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]

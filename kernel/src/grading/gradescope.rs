@@ -173,33 +173,10 @@ fi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grading::QuestionResult;
-
-    fn question(id: &str, points: f64, reason: Option<&str>, manual: bool) -> QuestionResult {
-        QuestionResult {
-            grade_id: id.into(),
-            points,
-            max_points: 2.0,
-            reason: reason.map(str::to_owned),
-            manual,
-        }
-    }
 
     #[test]
     fn results_have_the_fields_of_gradescopes_spec() {
-        let result = SubmissionResult {
-            student: "alice".into(),
-            submission: "alice.ipynb".into(),
-            score: 2.0,
-            max_score: 6.0,
-            questions: vec![
-                question("q1-tests", 2.0, None, false),
-                question("q2-tests", 0.0, Some("panic: not yet implemented"), false),
-                question("q3-essay", 0.0, Some("a written answer"), true),
-            ],
-            notes: vec!["q2-answer failed: panic: not yet implemented".into()],
-            seconds: 12.4,
-        };
+        let result = crate::grading::sample::alice();
         let json = results_json(&result);
         // The top level: score (a number), output (text), tests (a list).
         assert_eq!(json["score"], 2.0);

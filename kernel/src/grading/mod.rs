@@ -396,3 +396,36 @@ pub(crate) fn release_all(sources: &[PathBuf], output: &Path) -> Result<(), Erro
     }
     Ok(())
 }
+
+/// Results to test the writers with.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::{QuestionResult, SubmissionResult};
+
+    fn question(id: &str, points: f64, reason: Option<&str>, manual: bool) -> QuestionResult {
+        QuestionResult {
+            grade_id: id.into(),
+            points,
+            max_points: 2.0,
+            reason: reason.map(str::to_owned),
+            manual,
+        }
+    }
+
+    /// A test passed, a test failed, and a written answer waiting for a person.
+    pub(crate) fn alice() -> SubmissionResult {
+        SubmissionResult {
+            student: "alice".into(),
+            submission: "alice.ipynb".into(),
+            score: 2.0,
+            max_score: 6.0,
+            questions: vec![
+                question("q1-tests", 2.0, None, false),
+                question("q2-tests", 0.0, Some("panic: not yet implemented"), false),
+                question("q3-essay", 0.0, Some("a written answer"), true),
+            ],
+            notes: vec!["q2-answer failed: panic: not yet implemented".into()],
+            seconds: 12.4,
+        }
+    }
+}
