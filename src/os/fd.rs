@@ -53,31 +53,51 @@ pub(crate) fn set_stdin(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(nix::unistd::dup2_stdin(fd)?)
 }
 
-/// Standard output going to `/dev/null` while this lives; dropping it brings the old one
-/// back. Rust's buffered `stdout` is flushed at both ends, so no line crosses over.
+/// Descriptor 1 sent to `/dev/null` while it lives; see [`silence_stdout`].
 pub(crate) struct SilencedStdout {
-    saved: OwnedFd,
+    _private: (),
 }
 
-/// Sends descriptor 1 to `/dev/null` until the guard is dropped.
+/// The silences that overlap (explore runs on several threads at once, as a test harness
+/// runs them) share one redirection: how many there are, and descriptor 1 as it was
+/// before the first. Saved by the first and put back by the last, whatever order they end
+/// in; one silence saving another's `/dev/null` would leave stdout silenced for good.
+static SILENCES: std::sync::Mutex<Option<(usize, OwnedFd)>> = std::sync::Mutex::new(None);
+
+/// Sends descriptor 1 to `/dev/null` until the last overlapping guard is dropped.
 pub(crate) fn silence_stdout() -> io::Result<SilencedStdout> {
     use std::io::Write;
-    io::stdout().flush()?;
-    let saved = nix::unistd::dup(io::stdout())?;
-    let null = nix::fcntl::open(
-        c"/dev/null",
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    nix::unistd::dup2_stdout(&null)?;
-    Ok(SilencedStdout { saved })
+    let mut silences = SILENCES.lock().unwrap_or_else(|e| e.into_inner());
+    match silences.as_mut() {
+        Some((count, _)) => *count += 1,
+        None => {
+            io::stdout().flush()?;
+            let saved = nix::unistd::dup(io::stdout())?;
+            let null = nix::fcntl::open(
+                c"/dev/null",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            nix::unistd::dup2_stdout(&null)?;
+            *silences = Some((1, saved));
+        }
+    }
+    Ok(SilencedStdout { _private: () })
 }
 
 impl Drop for SilencedStdout {
     fn drop(&mut self) {
         use std::io::Write;
-        let _ = io::stdout().flush();
-        let _ = nix::unistd::dup2_stdout(&self.saved);
+        let mut silences = SILENCES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((count, _)) = silences.as_mut() {
+            *count -= 1;
+            if *count == 0 {
+                let _ = io::stdout().flush();
+                if let Some((_, saved)) = silences.take() {
+                    let _ = nix::unistd::dup2_stdout(&saved);
+                }
+            }
+        }
     }
 }
 
@@ -225,4 +245,27 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Res
 /// Whether `fd` had any event in the last [`poll`].
 pub(crate) fn has_events(fd: &PollFd<'_>) -> bool {
     fd.revents().is_some_and(|events| !events.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    /// The file descriptor 1 is open on, as (device, inode).
+    fn stdout_file() -> (u64, u64) {
+        let meta = std::fs::metadata("/proc/self/fd/1").expect("descriptor 1 is open");
+        (meta.dev(), meta.ino())
+    }
+
+    #[test]
+    fn overlapping_silences_put_stdout_back_whatever_order_they_end_in() {
+        let before = stdout_file();
+        let null = std::fs::metadata("/dev/null").unwrap();
+        let first = super::silence_stdout().unwrap();
+        let second = super::silence_stdout().unwrap();
+        drop(first);
+        assert_eq!(stdout_file(), (null.dev(), null.ino()), "still silenced");
+        drop(second);
+        assert_eq!(stdout_file(), before);
+    }
 }
