@@ -19,7 +19,7 @@ const END_HIDDEN: &str = "END HIDDEN TESTS";
 /// What replaces a solution in the student version: it compiles wherever the solution
 /// stood (`todo!()` has type `!`) and panics with a clear message if run unanswered.
 /// `grading/nbgrader_config.py` gives nbgrader the same stub.
-pub const CODE_STUB: &str = "// YOUR CODE HERE\ntodo!()";
+const CODE_STUB: &str = "// YOUR CODE HERE\ntodo!()";
 /// nbgrader's own text stub for a written answer.
 const MARKDOWN_STUB: &str = "YOUR ANSWER HERE";
 
