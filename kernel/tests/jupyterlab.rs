@@ -33,22 +33,18 @@ use std::time::{Duration, Instant};
 /// would only slow each other down past their timeouts.
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
+#[path = "support/command.rs"]
+mod command;
 #[path = "support/paths.rs"]
 mod paths;
 #[path = "support/python.rs"]
 mod python;
 
+use command::run_ok;
 use paths::{free_port, repo};
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn run_ok(command: &mut Command, what: &str) {
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("{what}: {command:?} does not start: {e}"));
-    assert!(status.success(), "{what}: {command:?} failed ({status})");
 }
 
 /// Debian's Chromium (Playwright's own browser downloads cannot work here).

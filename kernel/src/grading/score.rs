@@ -1,7 +1,7 @@
 //! Score: points per graded cell of an executed notebook, and the reason for each lost
 //! point.
 
-use super::assignment::{self, is_code, marking};
+use super::assignment::{self, marking};
 use super::QuestionResult;
 use nbformat::v4::{Cell, Notebook};
 use std::collections::HashMap;
@@ -34,15 +34,17 @@ pub(super) fn score(
             continue;
         }
         let mark = mark.expect("graded cells have a marking");
-        let unanswered = assignment::is_unanswered(cell);
-        let (manual, ran) = match cell {
+        let (manual, unanswered, ran) = match cell {
             Cell::Code {
                 execution_count, ..
-            } => (false, execution_count.is_some()),
+            } => (false, false, execution_count.is_some()),
             // A stub left as released scores nothing without a person, as in nbgrader.
-            _ => (!unanswered, false),
+            _ => {
+                let unanswered = assignment::is_unanswered(cell);
+                (!unanswered, unanswered, false)
+            }
         };
-        let reason = if unanswered && !is_code(cell) {
+        let reason = if unanswered {
             Some("unanswered: the cell still holds the text it was released with".to_owned())
         } else if manual {
             Some(

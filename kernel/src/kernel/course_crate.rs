@@ -23,14 +23,18 @@ pub fn point_at_course_crate(
     cwd: &Path,
     course_crate: Option<&Path>,
 ) -> (String, Vec<String>) {
-    let Some(course_crate) = course_crate.filter(|dir| dir.join("Cargo.toml").is_file()) else {
+    // Every cell passes through here: the file system is asked only about a `:dep conclab`
+    // line, and only once the line's own path turned out to hold no crate.
+    let Some(course_crate) = course_crate else {
         return (code.to_owned(), Vec::new());
     };
     let mut replaced = Vec::new();
     let lines: Vec<String> = code
         .split('\n')
         .map(|line| match dep_path(line) {
-            Some((start, end)) if !holds_crate(cwd, &line[start..end]) => {
+            Some((start, end))
+                if !holds_crate(cwd, &line[start..end]) && holds_crate(course_crate, ".") =>
+            {
                 replaced.push(line[start..end].to_owned());
                 format!(
                     "{}{}{}",

@@ -1,6 +1,7 @@
 //! Running a command from a test: its exit status and its stdout and stderr joined, with a
 //! hang guard. Shared (through `#[path]`) by the kernel's test files that drive the
-//! `conclab-kernel` binary: notebooks, assignments, nbclient.
+//! `conclab-kernel` binary and the tools around it; each uses a part.
+#![allow(dead_code)]
 
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
@@ -50,4 +51,13 @@ pub fn run_with_guard(command: &mut Command, hang_guard: Duration) -> (ExitStatu
     };
     let report = stdout.join().unwrap() + &stderr.join().unwrap();
     (status, report)
+}
+
+/// Runs `command` to the end with the test's own output, failing the test, with `what` it
+/// was for, if it does not start or does not succeed.
+pub fn run_ok(command: &mut Command, what: &str) {
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("{what}: {command:?} does not start: {e}"));
+    assert!(status.success(), "{what}: {command:?} failed ({status})");
 }

@@ -1,9 +1,10 @@
 //! The repository's `.venv`, with the Python side of Jupyter that the tests drive against
 //! the kernel (nbclient, JupyterLab, nbgrader, papermill: `tests/python/requirements.txt`).
 //! Shared (through `#[path]`) by the test files that need it; each installs what is
-//! missing on first use, so a fresh clone needs nothing but `python3`. Needs `paths.rs`.
+//! missing on first use, so a fresh clone needs nothing but `python3`. Needs `paths.rs` and `command.rs`.
 #![allow(dead_code)]
 
+use crate::command::run_ok;
 use crate::paths::repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,11 +49,4 @@ pub fn venv_bin() -> PathBuf {
 /// The venv's python.
 pub fn python() -> PathBuf {
     venv_bin().join("python")
-}
-
-fn run_ok(command: &mut Command, what: &str) {
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("{what}: {command:?} does not start: {e}"));
-    assert!(status.success(), "{what} failed ({status})");
 }
