@@ -28,6 +28,8 @@ const STOCK_VERSION: &str = "0.22.0";
 /// The name the stock kernel is registered under, in a Jupyter folder of the bench's own.
 const STOCK_KERNEL: &str = "evcxr-stock";
 const CONCLAB_KERNEL: &str = "conclab";
+/// The conclab kernel with standby kernels off (`CONCLAB_STANDBY=off`): every start cold.
+const COLD_KERNEL: &str = "conclab-cold";
 const DEFAULT_ROUNDS: usize = 3;
 const WARM_UP: usize = 2;
 const TRIVIAL: usize = 10;
@@ -334,7 +336,7 @@ fn register_stock(jupyter_dir: &Path, evcxr: &Path, config_dir: &Path) -> std::i
 
 /// Where the registered `conclab` kernelspec says its repository is, searched as
 /// `kernel/src/kernelspec.rs` does (`JUPYTER_PATH`, the user data folder, the system ones).
-fn conclab_spec_repo() -> Option<(PathBuf, Option<PathBuf>)> {
+fn conclab_spec() -> Option<(PathBuf, Value, Option<PathBuf>)> {
     let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     let mut dirs: Vec<PathBuf> = var("JUPYTER_PATH")
         .map(|paths| std::env::split_paths(&paths).collect())
@@ -352,14 +354,53 @@ fn conclab_spec_repo() -> Option<(PathBuf, Option<PathBuf>)> {
         .into_iter()
         .map(|dir| dir.join("kernels").join(CONCLAB_KERNEL).join("kernel.json"))
         .find(|file| file.is_file())?;
-    let spec: Option<Value> = std::fs::read_to_string(&file)
+    let spec: Value = std::fs::read_to_string(&file)
         .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
-    let repo = spec
-        .as_ref()
-        .and_then(|spec| spec["metadata"]["conclab"]["repository"].as_str())
+        .and_then(|text| serde_json::from_str(&text).ok())?;
+    let repo = spec["metadata"]["conclab"]["repository"]
+        .as_str()
         .map(PathBuf::from);
-    Some((file, repo))
+    Some((file, spec, repo))
+}
+
+/// Registers the conclab kernelspec again as `conclab-cold`, with standby kernels off.
+fn register_cold(jupyter_dir: &Path, spec: &Value) -> std::io::Result<()> {
+    let dir = jupyter_dir.join("kernels").join(COLD_KERNEL);
+    std::fs::create_dir_all(&dir)?;
+    let mut spec = spec.clone();
+    spec["env"]["CONCLAB_STANDBY"] = json!("off");
+    spec["display_name"] = json!("Rust (conclab, standby off)");
+    let text = serde_json::to_string_pretty(&spec).expect("a kernelspec serializes");
+    std::fs::write(dir.join("kernel.json"), text)
+}
+
+/// Waits until the conclab kernel's standby is ready (its warm-up is over), with the
+/// kernelspec's program and environment, as the kernel itself looks for it. Returns its
+/// pid, or why none became ready.
+fn wait_for_standby(spec: &Value) -> Result<u32, String> {
+    let program = spec["argv"][0]
+        .as_str()
+        .ok_or("the kernelspec has no argv")?;
+    let mut command = Command::new(program);
+    command.args(["standby", "wait", "--timeout", "600"]);
+    if let Some(env) = spec["env"].as_object() {
+        for (name, value) in env {
+            command.env(name, value.as_str().unwrap_or_default());
+        }
+    }
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    if output.status.success() {
+        // "a standby kernel is ready (pid N)"
+        let said = String::from_utf8_lossy(&output.stdout);
+        said.rsplit("pid ")
+            .next()
+            .and_then(|rest| rest.trim().trim_end_matches(')').parse().ok())
+            .ok_or_else(|| format!("an answer without a pid: {said}"))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -395,8 +436,8 @@ struct Samples {
 
 struct Metric {
     name: &'static str,
-    conclab: Option<f64>,
-    stock: Option<f64>,
+    /// conclab (taken from a standby), conclab cold, stock.
+    medians: [Option<f64>; 3],
     /// Whether this metric has a ≤ 1.0 target (the others are context).
     target: bool,
 }
@@ -433,14 +474,14 @@ fn main() {
     // notebook in that repository does; the stock kernel gets the same path.
     let this_repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let this_repo = this_repo.canonicalize().unwrap_or(this_repo);
-    let repo = match conclab_spec_repo() {
+    let (spec, repo) = match conclab_spec() {
         None => {
             eprintln!(
                 "error: no '{CONCLAB_KERNEL}' kernelspec is registered; run `conclab-kernel setup` first"
             );
             std::process::exit(1);
         }
-        Some((file, registered)) => {
+        Some((file, spec, registered)) => {
             println!("conclab kernel: {}", file.display());
             let registered = registered.and_then(|repo| repo.canonicalize().ok());
             match registered {
@@ -450,10 +491,10 @@ fn main() {
                         repo.display(),
                         this_repo.display()
                     );
-                    repo
+                    (spec, repo)
                 }
-                Some(repo) => repo,
-                None => this_repo,
+                Some(repo) => (spec, repo),
+                None => (spec, this_repo),
             }
         }
     };
@@ -464,8 +505,10 @@ fn main() {
         .expect("a temporary folder");
     let jupyter_dir = scratch.path().join("jupyter");
     let notebooks = scratch.path().join("notebooks");
-    if let Err(error) = register_stock(&jupyter_dir, &evcxr, &scratch.path().join("evcxr-config")) {
-        eprintln!("error: cannot register the stock kernel: {error}");
+    if let Err(error) = register_stock(&jupyter_dir, &evcxr, &scratch.path().join("evcxr-config"))
+        .and_then(|()| register_cold(&jupyter_dir, &spec))
+    {
+        eprintln!("error: cannot register the stock and cold kernels: {error}");
         std::process::exit(1);
     }
     let mut scenarios = vec![Scenario::Three, Scenario::Warm];
@@ -498,17 +541,40 @@ fn main() {
     );
     println!();
 
-    let kernels = [CONCLAB_KERNEL, STOCK_KERNEL];
-    // samples[scenario][kernel]
-    let mut samples: Vec<[Samples; 2]> = scenarios.iter().map(|_| Default::default()).collect();
+    let kernels = [CONCLAB_KERNEL, COLD_KERNEL, STOCK_KERNEL];
+    // One unmeasured run leaves the first standby kernel, as a user's first kernel does.
+    let priming = bench.run(CONCLAB_KERNEL, &notebooks.join(Scenario::Three.file()));
+    if !priming.all_ok(THREE_CELLS.len()) {
+        eprintln!(
+            "error: the conclab kernel failed its first run: {}",
+            priming.why_failed()
+        );
+        std::process::exit(1);
+    }
     println!(
-        "{:<5} {:<11} {:<9} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "priming: one conclab run ({:.1} s, not measured) to leave a standby kernel",
+        priming.wall
+    );
+    // samples[scenario][kernel]
+    let mut samples: Vec<[Samples; 3]> = scenarios.iter().map(|_| Default::default()).collect();
+    println!(
+        "{:<5} {:<12} {:<9} {:>8} {:>9} {:>8} {:>8} {:>8}",
         "round", "kernel", "scenario", "ready s", "result s", "cell s", "total s", "wall s"
     );
     for round in 1..=rounds {
-        let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        // Each kernel goes first, second and last in turn.
+        let order: Vec<usize> = (0..3).map(|i| (i + round - 1) % 3).collect();
         for (s, scenario) in scenarios.iter().enumerate() {
             for &k in &order {
+                // No measurement shares the machine with a standby's warm-up: each waits
+                // until the standby the last conclab run left is ready.
+                let standby = match wait_for_standby(&spec) {
+                    Ok(pid) => Some(pid),
+                    Err(error) => {
+                        println!("      no standby kernel became ready: {error}");
+                        None
+                    }
+                };
                 let path = notebooks.join(scenario.file());
                 let expected = scenario_cells(*scenario, &repo).len();
                 let outcome = bench.run(kernels[k], &path);
@@ -521,7 +587,7 @@ fn main() {
                 if !outcome.all_ok(expected) {
                     sample.failures += 1;
                     println!(
-                        "{round:<5} {:<11} {label:<9} FAILED: {}",
+                        "{round:<5} {:<12} {label:<9} FAILED: {}",
                         kernels[k],
                         outcome.why_failed()
                     );
@@ -529,6 +595,16 @@ fn main() {
                         println!("    {}", cell.text);
                     }
                     continue;
+                }
+                // The standby that takes a launch ends with that kernel; one still there
+                // was not taken, and the run started cold.
+                if let (0, Some(pid)) = (k, standby) {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    // A process that ended (a zombie too) has an empty command line.
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if !cmdline.is_empty() {
+                        println!("      (this conclab run started cold: standby pid {pid} did not take it)");
+                    }
                 }
                 let ready = outcome.ready();
                 let result = outcome.cell_at(expected - 1);
@@ -553,7 +629,7 @@ fn main() {
                 sample.reported_total.extend(outcome.reported_total);
                 sample.wall.push(outcome.wall);
                 println!(
-                    "{round:<5} {:<11} {label:<9} {:>8} {:>9} {:>8} {:>8} {:>8.2}",
+                    "{round:<5} {:<12} {label:<9} {:>8} {:>9} {:>8} {:>8} {:>8.2}",
                     kernels[k],
                     secs(ready),
                     secs(result),
@@ -594,73 +670,82 @@ fn main() {
     println!(
         "total: what `run` reports (kernel start, cells, shutdown); wall: around the whole `run`"
     );
+    println!("conclab: a standby kernel takes the launch (after a user's first kernel); cold: CONCLAB_STANDBY=off");
     println!("load average at the end: {}", load_average());
     println!();
 
     let mut metrics: Vec<Metric> = Vec::new();
     for (s, scenario) in scenarios.iter().enumerate() {
-        let [conclab, stock] = &samples[s];
-        let pair = |pick: fn(&Samples) -> &Vec<f64>| {
-            (median(pick(conclab).clone()), median(pick(stock).clone()))
+        let [conclab, cold, stock] = &samples[s];
+        let three = |pick: fn(&Samples) -> &Vec<f64>| {
+            [
+                median(pick(conclab).clone()),
+                median(pick(cold).clone()),
+                median(pick(stock).clone()),
+            ]
         };
-        let mut push = |name, (conclab, stock): (Option<f64>, Option<f64>), target| {
+        let mut push = |name, medians: [Option<f64>; 3], target| {
             metrics.push(Metric {
                 name,
-                conclab,
-                stock,
+                medians,
                 target,
             })
         };
         match scenario {
             Scenario::Three => {
-                push("1. launch to third result", pair(|s| &s.to_result), true);
-                push("1. launch to ready", pair(|s| &s.ready), false);
-                push("1. run total", pair(|s| &s.reported_total), false);
-                push("1. run wall clock", pair(|s| &s.wall), false);
+                push("1. launch to third result", three(|s| &s.to_result), true);
+                push("1. launch to ready", three(|s| &s.ready), false);
+                push("1. run total", three(|s| &s.reported_total), false);
+                push("1. run wall clock", three(|s| &s.wall), false);
             }
             Scenario::Warm => {
-                push("2. warm trivial cell", pair(|s| &s.cell), true);
-                push("2. launch to ready", pair(|s| &s.ready), false);
+                push("2. warm trivial cell", three(|s| &s.cell), true);
+                push("2. launch to ready", three(|s| &s.ready), false);
             }
             Scenario::Dep => {
-                push("3. first crate cell", pair(|s| &s.cell), true);
-                push("3. launch to crate loaded", pair(|s| &s.to_result), false);
+                push("3. first crate cell", three(|s| &s.cell), true);
+                push("3. launch to crate loaded", three(|s| &s.to_result), false);
             }
         }
-        if conclab.failures + stock.failures > 0 {
+        if conclab.failures + cold.failures + stock.failures > 0 {
             println!(
-                "{}: {} conclab and {} stock run(s) failed and are left out",
+                "{}: {} conclab, {} cold and {} stock run(s) failed and are left out",
                 scenario.title(),
                 conclab.failures,
+                cold.failures,
                 stock.failures
             );
         }
     }
 
     println!(
-        "{:<28} {:>11} {:>11} {:>8}  target ratio <= 1.0",
-        "median (s)", "conclab", "stock", "ratio"
+        "{:<28} {:>9} {:>9} {:>9} {:>8} {:>8}  target: conclab / stock <= 1.0",
+        "median (s)", "conclab", "cold", "stock", "ratio", "cold"
     );
     for metric in &metrics {
-        let ratio = match (metric.conclab, metric.stock) {
-            (Some(conclab), Some(stock)) if stock > 0.0 => Some(conclab / stock),
+        let [conclab, cold, stock] = metric.medians;
+        let ratio = |value: Option<f64>| match (value, stock) {
+            (Some(value), Some(stock)) if stock > 0.0 => Some(value / stock),
             _ => None,
         };
-        let verdict = match (metric.target, ratio) {
+        let verdict = match (metric.target, ratio(conclab)) {
             (false, _) => "",
             (true, Some(ratio)) if ratio <= 1.0 => "met",
             (true, Some(_)) => "NOT met",
             (true, None) => "not measured",
         };
+        let shown = |ratio: Option<f64>| match ratio {
+            Some(ratio) => format!("{ratio:.2}"),
+            None => "-".into(),
+        };
         println!(
-            "{:<28} {:>11} {:>11} {:>8}  {verdict}",
+            "{:<28} {:>9} {:>9} {:>9} {:>8} {:>8}  {verdict}",
             metric.name,
-            secs(metric.conclab),
-            secs(metric.stock),
-            match ratio {
-                Some(ratio) => format!("{ratio:.2}"),
-                None => "-".into(),
-            },
+            secs(conclab),
+            secs(cold),
+            secs(stock),
+            shown(ratio(conclab)),
+            shown(ratio(cold)),
         );
     }
 }

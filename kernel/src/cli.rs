@@ -52,6 +52,12 @@ enum Commands {
         #[arg(long = "connection-file", short = 'f', value_name = "FILE")]
         connection_file: PathBuf,
     },
+    /// Standby kernels: kernels started before they are needed, each taken by the next
+    /// launch of the same kernel (running kernels start them; see `CONCLAB_STANDBY`).
+    Standby {
+        #[command(subcommand)]
+        action: Option<StandbyAction>,
+    },
     /// Register the `conclab` kernel and build the support crate into its first build folder.
     Setup {
         /// Then install JupyterLab into .venv and start it on notebooks/.
@@ -152,6 +158,21 @@ enum Commands {
     },
 }
 
+#[derive(Subcommand)]
+enum StandbyAction {
+    /// Wait until a standby for this kernel's configuration is ready.
+    Wait {
+        #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+        timeout: f64,
+        /// Look for the standby of this kernelspec's kernel (with its environment), not
+        /// of one started with this command's environment.
+        #[arg(long, value_name = "NAME")]
+        kernel: Option<String>,
+    },
+    /// End every standby kernel of this user on this machine.
+    Stop,
+}
+
 impl Cli {
     /// Runs the command.
     ///
@@ -167,6 +188,32 @@ impl Cli {
         match self.command {
             Commands::Kernel { connection_file } => crate::kernel::serve(&connection_file)
                 .map_err(|error| Error::Failed(format!("conclab kernel: {error}"))),
+            Commands::Standby { action: None } => crate::kernel::standby()
+                .map_err(|error| Error::Failed(format!("conclab standby: {error}"))),
+            Commands::Standby {
+                action: Some(StandbyAction::Wait { timeout, kernel }),
+            } => {
+                if let Some(name) = kernel {
+                    let kernel = kernelspec::find(&name).map_err(Error::bad_input)?;
+                    for (name, value) in kernel.spec.env.iter().flatten() {
+                        // SAFETY: no other thread runs yet in this command.
+                        unsafe { std::env::set_var(name, value) };
+                    }
+                }
+                if let Some(pid) = crate::kernel::standby::wait_until_ready(seconds(timeout)) {
+                    println!("a standby kernel is ready (pid {pid})");
+                    Ok(())
+                } else {
+                    Err(Error::Failed(format!("no standby kernel became ready within {timeout} s; a kernel that is up starts one (unless {}=off)", crate::kernel::standby::VARIABLE)))
+                }
+            }
+            Commands::Standby {
+                action: Some(StandbyAction::Stop),
+            } => {
+                let stopped = crate::kernel::standby::stop_all();
+                println!("stopped {stopped} standby kernel(s)");
+                Ok(())
+            }
             Commands::Setup { lab, repo } => {
                 let layout = set_up(repo)?;
                 println!("setup complete");
@@ -200,6 +247,9 @@ impl Cli {
                 limits,
             } => {
                 let mut run = run_options(&limits)?;
+                // Each submission in a kernel started for it alone: a standby kernel is
+                // shared between launches and lives outside the sandbox.
+                run.kernel = run.kernel.with_env(crate::kernel::standby::VARIABLE, "off");
                 run.notebook_timeout = Some(seconds(notebook_timeout));
                 run.max_output_bytes = Some(max_output * 1024);
                 run.replay_after_state_loss = true;

@@ -27,6 +27,26 @@ pub struct InstalledKernel {
     pub spec: JupyterKernelspec,
 }
 
+impl InstalledKernel {
+    /// The same kernel, started with one more variable set (over the kernelspec's own).
+    ///
+    /// ```
+    /// use conclab_kernel::jupyter::kernelspec::InstalledKernel;
+    /// let spec = serde_json::from_value(serde_json::json!({
+    ///     "argv": ["k", "{connection_file}"], "display_name": "K", "language": "rust"
+    /// })).unwrap();
+    /// let kernel = InstalledKernel { name: "k".into(), spec }.with_env("CONCLAB_STANDBY", "off");
+    /// assert_eq!(kernel.spec.env.unwrap()["CONCLAB_STANDBY"], "off");
+    /// ```
+    pub fn with_env(mut self, name: &str, value: &str) -> InstalledKernel {
+        self.spec
+            .env
+            .get_or_insert_with(Default::default)
+            .insert(name.to_owned(), value.to_owned());
+        self
+    }
+}
+
 /// Where kernelspecs of this user are written.
 pub fn user_data_dir() -> Result<PathBuf, SpecError> {
     if let Some(dir) = non_empty_env("JUPYTER_DATA_DIR") {

@@ -19,6 +19,7 @@ mod course_crate;
 pub mod events;
 mod outcome;
 pub mod relay;
+pub mod standby;
 mod transcript;
 
 use crate::jupyter::wire::{Message, Session, WireError};
@@ -154,6 +155,12 @@ struct Shared {
     interrupted: AtomicBool,
     /// evcxr's handle on its subprocess (the relay), once evcxr is up.
     relay: Mutex<Option<Arc<Mutex<std::process::Child>>>>,
+    /// A standby's line to the launcher it serves, told `bye` when the kernel ends.
+    launcher: Mutex<Option<std::os::unix::net::UnixStream>>,
+    /// Whether this kernel started as a standby, and so leads a process group of its own.
+    is_standby: bool,
+    /// Whether this kernel has started the standby for the next launch yet.
+    next_standby: Mutex<NextStandby>,
     /// evcxr's build folder and this kernel's lock on it.
     _build: (PathBuf, File),
 }
@@ -191,8 +198,24 @@ impl Shared {
         });
     }
 
+    /// Starts the standby for the next launch, once, if this kernel has been ready.
+    fn start_standby_if_due(&self) {
+        let mut next = self.next_standby.lock().unwrap_or_else(|p| p.into_inner());
+        if let NextStandby::Due(_) = *next {
+            standby::start_next();
+            *next = NextStandby::Started;
+        }
+    }
+
     /// Ends the kernel: the cell process, then this process.
     fn exit(&self) -> ! {
+        // A kernel that ended before it was ever idle leaves its standby now, when the
+        // warm-up takes CPU from nobody.
+        self.start_standby_if_due();
+        if let Some(mut line) = self.launcher.lock().ok().and_then(|mut l| l.take()) {
+            use std::io::Write;
+            let _ = line.write_all(b"bye\n");
+        }
         if let Some(relay) = self.relay.lock().ok().and_then(|r| r.clone()) {
             if let Ok(mut child) = relay.try_lock() {
                 let _ = child.kill();
@@ -202,6 +225,13 @@ impl Shared {
         if pid != 0 {
             // SAFETY: signals the cell process; see `interrupt`.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        if self.is_standby {
+            // A standby leads its own process group, as Jupyter's launch would have: what
+            // the cell processes forked ends with it, as Jupyter's kill of the group would
+            // end it. This process is in the group too.
+            // SAFETY: kill(2) of our own process group; no memory is involved.
+            unsafe { libc::kill(0, libc::SIGKILL) };
         }
         std::process::exit(0);
     }
@@ -240,29 +270,234 @@ fn pipe() -> std::io::Result<(File, File)> {
 }
 
 /// Runs the kernel until a client shuts it down.
+///
+/// A standby kernel takes the launch when one is ready ([`standby`]); this process then
+/// only stands in for it. Otherwise the kernel starts here, with evcxr starting in the
+/// background while the sockets already answer.
 pub fn serve(connection_file: &Path) -> Result<(), ServerError> {
     let info = ConnectionInfo::read(connection_file)?;
-    // SIGINT is taken by a thread of its own (below); blocked before any thread starts,
-    // so every thread inherits the mask. Children get a clean mask from std's spawn.
+    if let Some(handover) = standby::hand_over(connection_file) {
+        eprintln!(
+            "conclab kernel: served by a standby kernel (pid {}), started before this launch",
+            handover.kernel_pid()
+        );
+        handover.watch();
+    }
+    // SIGINT is taken by a thread of its own; blocked before any thread starts, so every
+    // thread inherits the mask. Children get a clean mask from std's spawn.
     let sigint = block_sigint();
+    let sockets = Sockets::bind(&info)?;
+    let core = Core::new(sigint, false)?;
+    let (evcxr_tx, evcxr_rx) = mpsc::channel();
+    {
+        let (shared, events_write, build_dir) =
+            (Arc::clone(&core.shared), core.events_write, core.build_dir);
+        std::thread::Builder::new()
+            .name("evcxr-start".into())
+            .spawn(move || {
+                let _ = evcxr_tx.send(start_evcxr(events_write, &build_dir, &shared));
+            })?;
+    }
+    attach(
+        sockets,
+        &info.key,
+        core.shared,
+        core.publications,
+        Pending::Starting(evcxr_rx),
+    )
+}
 
-    let context = zmq::Context::new();
-    let shell = bind(&context, zmq::ROUTER, &info.endpoint(info.shell_port))?;
-    let control = bind(&context, zmq::ROUTER, &info.endpoint(info.control_port))?;
-    let stdin = bind(&context, zmq::ROUTER, &info.endpoint(info.stdin_port))?;
-    let iopub_socket = bind(&context, zmq::PUB, &info.endpoint(info.iopub_port))?;
-    let heartbeat = bind(&context, zmq::REP, &info.endpoint(info.hb_port))?;
-    let session = Arc::new(Session::new(&info.key));
+/// `conclab-kernel standby`: starts a kernel for the next launch and serves it once a
+/// launcher hands it over (see [`standby`]). Returns at once when another standby is there.
+pub fn standby() -> Result<(), ServerError> {
+    let Some(claim) = standby::claim()? else {
+        return Ok(());
+    };
+    let sigint = block_sigint();
+    let core = Core::new(sigint, true)?;
+    let warm_up = {
+        let (shared, events_write, build_dir) =
+            (Arc::clone(&core.shared), core.events_write, core.build_dir);
+        standby::at_low_priority(move || start_evcxr(events_write, &build_dir, &shared))?
+    };
+    let mut context = match warm_up {
+        Ok(context) => context,
+        Err(error) => {
+            eprintln!("conclab standby: {error}");
+            core.shared.exit();
+        }
+    };
+    let Some(launch) = claim.wait_for_launch()? else {
+        eprintln!("conclab standby: not taken; ending");
+        core.shared.exit();
+    };
+    let launched = launch.launcher();
+    if let Err(error) = launch.adopt() {
+        launch.refuse(&format!(
+            "it could not move to the launch's folder: {error}"
+        ));
+        core.shared.exit();
+    }
+    ensure_cargo_on_path();
+    // The cell process started in the standby's folder and environment: a new one
+    // starts in the launch's. It holds no variables yet, so nothing is lost (evcxr's
+    // `:restart` would keep the names of variables the old process held), and the crate
+    // stays loaded (`:clear` would drop it).
+    if let Err(error) = context.execute(":restart") {
+        launch.refuse(&format!("its cell process did not restart: {error}"));
+        core.shared.exit();
+    }
+    let info = match ConnectionInfo::read(&launch.connection_file()) {
+        Ok(info) => info,
+        Err(error) => {
+            launch.refuse(&error.to_string());
+            core.shared.exit();
+        }
+    };
+    let sockets = match Sockets::bind(&info) {
+        Ok(sockets) => sockets,
+        Err(error) => {
+            launch.refuse(&error.to_string());
+            core.shared.exit();
+        }
+    };
+    let line = launch.accept()?;
+    eprintln!(
+        "conclab kernel: a standby kernel (pid {}) serves the launch of pid {launched}",
+        std::process::id()
+    );
+    {
+        let shared = Arc::clone(&core.shared);
+        let mut watched = line.try_clone()?;
+        std::thread::Builder::new()
+            .name("launcher-watch".into())
+            .spawn(move || {
+                // The launcher says nothing more: this read ends when it does.
+                let _ = std::io::copy(&mut watched, &mut std::io::sink());
+                shared.exit();
+            })?;
+    }
+    *core
+        .shared
+        .launcher
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(line);
+    standby::start_next();
+    attach(
+        sockets,
+        &info.key,
+        core.shared,
+        core.publications,
+        Pending::Ready(Box::new(context)),
+    )
+}
 
-    let (iopub_tx, iopub_rx) = mpsc::channel::<Publication>();
+/// The five sockets of a connection file, bound.
+struct Sockets {
+    _context: zmq::Context,
+    shell: zmq::Socket,
+    control: zmq::Socket,
+    stdin: zmq::Socket,
+    iopub: zmq::Socket,
+    heartbeat: zmq::Socket,
+}
+
+impl Sockets {
+    fn bind(info: &ConnectionInfo) -> Result<Sockets, ServerError> {
+        let context = zmq::Context::new();
+        Ok(Sockets {
+            shell: bind(&context, zmq::ROUTER, &info.endpoint(info.shell_port))?,
+            control: bind(&context, zmq::ROUTER, &info.endpoint(info.control_port))?,
+            stdin: bind(&context, zmq::ROUTER, &info.endpoint(info.stdin_port))?,
+            iopub: bind(&context, zmq::PUB, &info.endpoint(info.iopub_port))?,
+            heartbeat: bind(&context, zmq::REP, &info.endpoint(info.hb_port))?,
+            _context: context,
+        })
+    }
+}
+
+/// What a kernel sets up before it has sockets: the shared state, the relay's events
+/// and their reader, the build folder, and the thread that takes SIGINT.
+struct Core {
+    shared: Arc<Shared>,
+    /// What the kernel publishes, queued until the iopub socket exists.
+    publications: mpsc::Receiver<Publication>,
+    events_write: File,
+    build_dir: PathBuf,
+}
+
+impl Core {
+    /// `is_standby`: this kernel is a standby, which leads a process group of its own.
+    fn new(sigint: libc::sigset_t, is_standby: bool) -> Result<Core, ServerError> {
+        let (iopub_tx, publications) = mpsc::channel::<Publication>();
+        let (events_read, events_write) = pipe()?;
+        let (build_dir, build_lock) = take_build_slot()?;
+        let shared = Arc::new(Shared {
+            iopub: Iopub(iopub_tx),
+            cell: Mutex::new((None, Transcript::new())),
+            synced: (Mutex::new(0), Condvar::new()),
+            next_sync: AtomicU64::new(0),
+            events_write: Mutex::new(events_write.try_clone()?),
+            cell_pid: AtomicU32::new(0),
+            interrupted: AtomicBool::new(false),
+            relay: Mutex::new(None),
+            launcher: Mutex::new(None),
+            is_standby,
+            next_standby: Mutex::new(NextStandby::NotYet),
+            _build: (build_dir.clone(), build_lock),
+        });
+        {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("output".into())
+                .spawn(move || output_loop(events_read, &shared))?;
+        }
+        {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("sigint".into())
+                .spawn(move || loop {
+                    if wait_for_sigint(&sigint) {
+                        shared.interrupt();
+                    }
+                })?;
+        }
+        Ok(Core {
+            shared,
+            publications,
+            events_write,
+            build_dir,
+        })
+    }
+}
+
+/// Serves the sockets: iopub, heartbeat and control on threads of their own, shell on
+/// this one, until a client shuts the kernel down.
+fn attach(
+    sockets: Sockets,
+    key: &str,
+    shared: Arc<Shared>,
+    publications: mpsc::Receiver<Publication>,
+    evcxr: Pending,
+) -> Result<(), ServerError> {
+    let session = Arc::new(Session::new(key));
+    let Sockets {
+        shell,
+        control,
+        stdin,
+        iopub,
+        heartbeat,
+        // Each socket keeps the context alive.
+        _context: _,
+    } = sockets;
     {
         let session = Arc::clone(&session);
         std::thread::Builder::new()
             .name("iopub".into())
             .spawn(move || {
-                for publication in iopub_rx {
+                for publication in publications {
                     let _ = session.publish(
-                        &iopub_socket,
+                        &iopub,
                         publication.parent.as_ref(),
                         publication.msg_type,
                         &publication.content,
@@ -279,48 +514,6 @@ pub fn serve(connection_file: &Path) -> Result<(), ServerError> {
                 }
             }
         })?;
-
-    let (events_read, events_write) = pipe()?;
-    let (build_dir, build_lock) = take_build_slot()?;
-    let shared = Arc::new(Shared {
-        iopub: Iopub(iopub_tx),
-        cell: Mutex::new((None, Transcript::new())),
-        synced: (Mutex::new(0), Condvar::new()),
-        next_sync: AtomicU64::new(0),
-        events_write: Mutex::new(events_write.try_clone()?),
-        cell_pid: AtomicU32::new(0),
-        interrupted: AtomicBool::new(false),
-        relay: Mutex::new(None),
-        _build: (build_dir.clone(), build_lock),
-    });
-    {
-        let shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("output".into())
-            .spawn(move || output_loop(events_read, &shared))?;
-    }
-    {
-        let shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("sigint".into())
-            .spawn(move || loop {
-                if wait_for_sigint(&sigint) {
-                    shared.interrupt();
-                }
-            })?;
-    }
-
-    // evcxr starts while the sockets already answer.
-    let (evcxr_tx, evcxr_rx) = mpsc::channel();
-    {
-        let shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("evcxr-start".into())
-            .spawn(move || {
-                let started = start_evcxr(events_write, &build_dir, &shared);
-                let _ = evcxr_tx.send(started);
-            })?;
-    }
     {
         let shared = Arc::clone(&shared);
         let session = Arc::clone(&session);
@@ -333,7 +526,7 @@ pub fn serve(connection_file: &Path) -> Result<(), ServerError> {
         shared,
         shell,
         stdin,
-        evcxr: Pending::Starting(evcxr_rx),
+        evcxr,
         execution_count: 0,
     };
     shell_state.run()
@@ -450,6 +643,12 @@ fn start_evcxr(
         .execute(":load_config")
         .map_err(|e| format!("the kernel's init.evcxr failed: {e}"))?;
     trace("init.evcxr done");
+    // rust-analyzer infers the type of every variable a cell defines, and its first
+    // inference costs seconds. A completion after a `let` makes it infer one, with
+    // nothing compiled and no variable left behind.
+    let warm_up = "let conclab_warm_up = 40;\nconclab_warm_up.";
+    let _ = context.completions(warm_up, warm_up.len());
+    trace("rust-analyzer has inferred a first variable's type");
     Ok(context)
 }
 
@@ -650,9 +849,25 @@ struct ShellState {
     execution_count: u64,
 }
 
+/// When this kernel starts the standby for the next launch: once it is ready and idle,
+/// so that the standby's warm-up does not compete with the cells a user is waiting for.
+#[derive(Clone, Copy)]
+enum NextStandby {
+    NotYet,
+    /// Ready since then; started at the first idle pause, or after a while regardless.
+    Due(std::time::Instant),
+    Started,
+}
+
+/// The pause in requests after which the next standby starts.
+const STANDBY_AFTER_IDLE: Duration = Duration::from_secs(2);
+/// A kernel busy for this long starts it anyway (a runner sends cell after cell).
+const STANDBY_AFTER_BUSY: Duration = Duration::from_secs(20);
+
 impl ShellState {
     fn run(&mut self) -> Result<(), ServerError> {
         loop {
+            self.start_standby_when_due();
             let request = match self.session.recv(&self.shell) {
                 Ok(request) => request,
                 Err(WireError::Zmq(error)) => return Err(WireError::Zmq(error).into()),
@@ -671,7 +886,39 @@ impl ShellState {
 
     /// The evcxr context, waiting for it to finish starting if need be.
     fn evcxr(&mut self) -> Result<&mut Evcxr, String> {
-        self.evcxr.ready()
+        let context = self.evcxr.ready()?;
+        let mut next = self
+            .shared
+            .next_standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let NextStandby::NotYet = *next {
+            *next = NextStandby::Due(std::time::Instant::now());
+        }
+        Ok(context)
+    }
+
+    fn start_standby_when_due(&mut self) {
+        let due = *self
+            .shared
+            .next_standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let NextStandby::Due(since) = due else {
+            return;
+        };
+        let idle_for = if since.elapsed() >= STANDBY_AFTER_BUSY {
+            Duration::ZERO
+        } else {
+            STANDBY_AFTER_IDLE
+        };
+        let idle = self
+            .shell
+            .poll(zmq::POLLIN, idle_for.as_millis() as i64)
+            .is_ok_and(|ready| ready == 0);
+        if idle || since.elapsed() >= STANDBY_AFTER_BUSY {
+            self.shared.start_standby_if_due();
+        }
     }
 
     fn reply(&self, request: &Message, content: Value) {

@@ -69,6 +69,9 @@ fn spawn_cell_process() -> io::Result<Child> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .env_remove(RELAY_FD_ENV)
+        // evcxr asks for backtraces; a notebook shows a panic's message, and symbolising
+        // a backtrace takes seconds.
+        .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

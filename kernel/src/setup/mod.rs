@@ -153,6 +153,12 @@ pub fn setup(options: &SetupOptions) -> Result<InstalledKernel, SetupError> {
     let started =
         steps.start("loading conclab in a new kernel (builds it once into a kernel build folder)");
     let kernel = kernelspec::find(DEFAULT_KERNEL)?;
+    // Standbys of an earlier build or configuration would never be taken again: end
+    // them now rather than when they time out. The kernel started next leaves a new one.
+    let stopped = crate::kernel::standby::stop_all();
+    if stopped > 0 {
+        println!("      ended {stopped} standby kernel(s) left by an earlier set-up");
+    }
     let seconds = warm(&kernel, layout, options.startup_timeout)?;
     done(
         started,
@@ -177,13 +183,7 @@ fn write_if_changed(path: &Path, content: &str) -> Result<bool, SetupError> {
 pub fn init_evcxr(layout: &Layout) -> String {
     format!(
         "// Written by `conclab-kernel setup`; see kernel/evcxr/README.md.\n\
-         :dep conclab = {{ path = \"{}\" }}\n\
-         // evcxr runs cells with RUST_BACKTRACE=1: a panic's message is what a notebook\n\
-         // should show, and symbolising a backtrace takes seconds.\n\
-         unsafe {{ std::env::set_var(\"RUST_BACKTRACE\", \"0\"); }}\n\
-         // The first variable a kernel stores costs seconds (evcxr builds its variable\n\
-         // store then): pay it at start, not in the first cell that defines one.\n\
-         let _conclab_started = true;\n",
+         :dep conclab = {{ path = \"{}\" }}\n",
         layout.root.display()
     )
 }
