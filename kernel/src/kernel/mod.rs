@@ -721,9 +721,10 @@ fn publish_streams(shared: &Shared, parent: Option<&Value>, shown: &[Stream]) {
     }
 }
 
-fn readable_within(file: &File, timeout: Duration) -> bool {
+/// Whether `source` has something to read within `timeout`.
+fn readable_within(source: &impl AsRawFd, timeout: Duration) -> bool {
     let mut fd = libc::pollfd {
-        fd: file.as_raw_fd(),
+        fd: source.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };

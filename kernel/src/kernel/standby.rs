@@ -386,7 +386,7 @@ impl Claim {
             if !wanted {
                 break Ok(None);
             }
-            if !readable_within(listener.as_raw_fd(), CHECK_EVERY) {
+            if !super::readable_within(&listener, CHECK_EVERY) {
                 continue;
             }
             let (stream, _) = match listener.accept() {
@@ -405,16 +405,6 @@ impl Claim {
         let _ = std::fs::remove_file(&self.place.socket);
         result
     }
-}
-
-fn readable_within(fd: RawFd, timeout: Duration) -> bool {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int) > 0 }
 }
 
 fn receive(stream: UnixStream) -> io::Result<Launch> {
