@@ -29,15 +29,6 @@ pub struct InstalledKernel {
 
 impl InstalledKernel {
     /// The same kernel, started with one more variable set (over the kernelspec's own).
-    ///
-    /// ```
-    /// use conclab_kernel::jupyter::kernelspec::InstalledKernel;
-    /// let spec = serde_json::from_value(serde_json::json!({
-    ///     "argv": ["k", "{connection_file}"], "display_name": "K", "language": "rust"
-    /// })).unwrap();
-    /// let kernel = InstalledKernel { name: "k".into(), spec }.with_env("CONCLAB_STANDBY", "off");
-    /// assert_eq!(kernel.spec.env.unwrap()["CONCLAB_STANDBY"], "off");
-    /// ```
     pub fn with_env(mut self, name: &str, value: &str) -> InstalledKernel {
         self.spec
             .env
@@ -123,5 +114,22 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("surely-not-installed-kernel"), "{text}");
         assert!(text.contains("conclab-kernel setup"), "{text}");
+    }
+
+    #[test]
+    fn with_env_adds_a_variable_over_the_specs_own() {
+        let spec = serde_json::from_value(serde_json::json!({
+            "argv": ["k", "{connection_file}"], "display_name": "K", "language": "rust",
+            "env": {"KEEP": "1", "CONCLAB_STANDBY": "on"}
+        }))
+        .unwrap();
+        let kernel = InstalledKernel {
+            name: "k".into(),
+            spec,
+        }
+        .with_env("CONCLAB_STANDBY", "off");
+        let env = kernel.spec.env.unwrap();
+        assert_eq!(env["CONCLAB_STANDBY"], "off");
+        assert_eq!(env["KEEP"], "1");
     }
 }
