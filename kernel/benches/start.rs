@@ -10,7 +10,9 @@
 //!
 //! Scenarios, each in a fresh kernel:
 //! 1. start to three results: `println!("hello");`, `let x = 40;`, `x + 2`;
-//! 2. warm trivial cell: `1 + 1` run 12 times, the first 2 a warm-up;
+//! 2. warm trivial cell: `1 + 1` run 12 times, the first 2 a warm-up; and (2b) warm
+//!    statement cell: `println!("{}", 1 + 1);` the same way (a cell that ends in a
+//!    statement shows no value, so evcxr compiles it once in any kernel);
 //! 3. (with `--dep`) the first cell that uses the crate: `:dep conclab = { path = REPO }`
 //!    and `use conclab::prelude::*;`.
 //!
@@ -44,6 +46,7 @@ const THREE_CELLS: [&str; 3] = ["println!(\"hello\");", "let x = 40;", "x + 2"];
 enum Scenario {
     Three,
     Warm,
+    Statement,
     Dep,
 }
 
@@ -52,6 +55,7 @@ impl Scenario {
         match self {
             Scenario::Three => "1. start to three results (println!, let, x + 2)",
             Scenario::Warm => "2. warm trivial cell (1 + 1)",
+            Scenario::Statement => "2b. warm statement cell (println!)",
             Scenario::Dep => "3. first cell using the crate (:dep conclab + use prelude)",
         }
     }
@@ -60,6 +64,7 @@ impl Scenario {
         match self {
             Scenario::Three => "three.ipynb",
             Scenario::Warm => "warm.ipynb",
+            Scenario::Statement => "statement.ipynb",
             Scenario::Dep => "dep.ipynb",
         }
     }
@@ -252,6 +257,7 @@ fn scenario_cells(scenario: Scenario, repo: &Path) -> Vec<String> {
     match scenario {
         Scenario::Three => THREE_CELLS.iter().map(|cell| (*cell).to_owned()).collect(),
         Scenario::Warm => vec!["1 + 1".to_owned(); WARM_UP + TRIVIAL],
+        Scenario::Statement => vec!["println!(\"{}\", 1 + 1);".to_owned(); WARM_UP + TRIVIAL],
         Scenario::Dep => vec![format!(
             ":dep conclab = {{ path = {:?} }}\nuse conclab::prelude::*;",
             repo.display().to_string()
@@ -511,7 +517,7 @@ fn main() {
         eprintln!("error: cannot register the stock and cold kernels: {error}");
         std::process::exit(1);
     }
-    let mut scenarios = vec![Scenario::Three, Scenario::Warm];
+    let mut scenarios = vec![Scenario::Three, Scenario::Warm, Scenario::Statement];
     if with_dep {
         scenarios.push(Scenario::Dep);
     }
@@ -582,6 +588,7 @@ fn main() {
                 let label = match scenario {
                     Scenario::Three => "three",
                     Scenario::Warm => "warm",
+                    Scenario::Statement => "statement",
                     Scenario::Dep => "dep",
                 };
                 if !outcome.all_ok(expected) {
@@ -610,7 +617,7 @@ fn main() {
                 let result = outcome.cell_at(expected - 1);
                 let cell = match scenario {
                     Scenario::Three => None,
-                    Scenario::Warm => {
+                    Scenario::Warm | Scenario::Statement => {
                         let warm: Vec<f64> = outcome.cells[WARM_UP..]
                             .iter()
                             .map(|cell| cell.seconds)
@@ -639,7 +646,7 @@ fn main() {
                 );
                 // One slow cell (a rebuild, a retried build) moves a mean, not the median:
                 // name it, so an outlier is seen rather than guessed at.
-                let skip = if *scenario == Scenario::Warm {
+                let skip = if matches!(scenario, Scenario::Warm | Scenario::Statement) {
                     WARM_UP
                 } else {
                     0
@@ -701,6 +708,9 @@ fn main() {
             Scenario::Warm => {
                 push("2. warm trivial cell", three(|s| &s.cell), true);
                 push("2. launch to ready", three(|s| &s.ready), false);
+            }
+            Scenario::Statement => {
+                push("2b. warm statement cell", three(|s| &s.cell), true);
             }
             Scenario::Dep => {
                 push("3. first crate cell", three(|s| &s.cell), true);

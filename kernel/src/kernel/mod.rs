@@ -18,6 +18,7 @@
 mod course_crate;
 pub mod events;
 mod outcome;
+mod quick_display;
 pub mod relay;
 pub mod standby;
 mod transcript;
@@ -598,7 +599,7 @@ fn start_evcxr(
     ensure_cargo_on_path();
     let clock = std::time::Instant::now();
     let trace = |what: &str| {
-        if std::env::var_os("CONCLAB_KERNEL_TRACE").is_some() {
+        if tracing() {
             eprintln!(
                 "[conclab kernel {:>7.3} s] {what}",
                 clock.elapsed().as_secs_f64()
@@ -643,6 +644,11 @@ fn start_evcxr(
         .execute(":load_config")
         .map_err(|e| format!("the kernel's init.evcxr failed: {e}"))?;
     trace("init.evcxr done");
+    if let Err(error) = context.execute(quick_display::ITEM) {
+        // Only speed is lost: evcxr's own way of showing values still works.
+        eprintln!("conclab kernel: the quick display of plain values is off: {error}");
+    }
+    trace("quick display defined");
     // rust-analyzer infers the type of every variable a cell defines, and its first
     // inference costs seconds. A completion after a `let` makes it infer one, with
     // nothing compiled and no variable left behind.
@@ -650,6 +656,11 @@ fn start_evcxr(
     let _ = context.completions(warm_up, warm_up.len());
     trace("rust-analyzer has inferred a first variable's type");
     Ok(context)
+}
+
+/// Whether the kernel writes timings to its log (`CONCLAB_KERNEL_TRACE` set).
+fn tracing() -> bool {
+    std::env::var_os("CONCLAB_KERNEL_TRACE").is_some()
 }
 
 fn ensure_cargo_on_path() {
@@ -1088,6 +1099,7 @@ impl ShellState {
             // To the kernel's log (the Jupyter server's terminal), not the notebook.
             eprintln!("conclab-kernel: `:dep conclab` path {path:?} holds no crate here; loading the course crate from ${COURSE_CRATE_VARIABLE}");
         }
+        let clock = std::time::Instant::now();
         let result = context.execute_with_callbacks(
             &with_flush(&code_to_run),
             &mut evcxr::EvalCallbacks {
@@ -1100,6 +1112,21 @@ impl ShellState {
                 },
             },
         );
+        if tracing() {
+            let phases: Vec<String> = match &result {
+                Ok(outputs) => outputs
+                    .phases
+                    .iter()
+                    .map(|phase| format!("{} {:.3} s", phase.name, phase.duration.as_secs_f64()))
+                    .collect(),
+                Err(_) => vec!["failed".into()],
+            };
+            eprintln!(
+                "[conclab kernel] cell {count}: evcxr took {:.3} s ({})",
+                clock.elapsed().as_secs_f64(),
+                phases.join(", ")
+            );
+        }
         shared.sync();
         let (ending, rest) = {
             let mut cell = shared.cell.lock().unwrap_or_else(|p| p.into_inner());
@@ -1108,7 +1135,7 @@ impl ShellState {
         };
         publish_streams(&shared, Some(&parent), &rest);
         let interrupted = shared.interrupted.swap(false, Ordering::SeqCst);
-        match result {
+        let error = match result {
             Ok(outputs) => {
                 if !silent && !outputs.content_by_mime_type.is_empty() {
                     shared.iopub.send(
@@ -1134,7 +1161,14 @@ impl ShellState {
                 &message,
             )),
             Err(other) => Some(outcome::other(&other)),
+        };
+        if quick_display::changes_format(&code_to_run) {
+            // Showing values is evcxr's alone again, in the format the cell chose.
+            if let Err(error) = context.execute(quick_display::OFF) {
+                eprintln!("conclab kernel: the quick display did not turn off: {error}");
+            }
         }
+        error
     }
 
     fn complete(&mut self, request: &Message) -> Value {

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long to keep listening after a cell's `idle` for output that is still on its way
-/// (evcxr forwards the subprocess's stderr on a thread, so a panic message can trail the
-/// reply): the cell is done once iopub has been quiet this long...
+/// (stock evcxr forwards the subprocess's stderr on a thread, so a panic message can trail
+/// the reply): the cell is done once iopub has been quiet this long... A conclab kernel
+/// publishes all of a cell's output before its `idle`, so the runner does not wait.
 const QUIET: Duration = Duration::from_millis(150);
 /// ...or, for a cell whose threads keep printing, after this long at most.
 const MAX_LINGER: Duration = Duration::from_secs(2);
@@ -137,6 +138,9 @@ pub struct Kernel {
     ping_sent: Option<Instant>,
     /// What the kernel said of its language in `kernel_info_reply`.
     language_info: Option<Value>,
+    /// Whether the kernel is conclab's, which publishes every byte a cell printed before
+    /// the cell's `idle` (its `kernel_info_reply` names the implementation `conclab`).
+    output_before_idle: bool,
     connection_file: PathBuf,
     scratch: Option<PathBuf>,
     log: KernelLog,
@@ -251,6 +255,7 @@ impl Kernel {
             heartbeat,
             ping_sent: None,
             language_info: None,
+            output_before_idle: false,
             connection_file,
             scratch,
             log,
@@ -295,6 +300,7 @@ impl Kernel {
                 if message.msg_type() == "kernel_info_reply" {
                     replied = true;
                     self.language_info = Some(message.content["language_info"].clone());
+                    self.output_before_idle = message.content["implementation"] == "conclab";
                 }
             }
             while let Some(message) = self.session.try_recv(&self.iopub)? {
@@ -406,7 +412,10 @@ impl Kernel {
             }
             if idle && execution.reply.is_some() {
                 let finished = *finished_at.get_or_insert_with(Instant::now);
-                if last_output.elapsed() >= QUIET || finished.elapsed() >= MAX_LINGER {
+                if self.output_before_idle
+                    || last_output.elapsed() >= QUIET
+                    || finished.elapsed() >= MAX_LINGER
+                {
                     break;
                 }
                 continue;
@@ -427,7 +436,8 @@ impl Kernel {
                 break;
             }
         }
-        execution.elapsed = start.elapsed();
+        // The cell's time ends with its reply and `idle`, not with the listening after.
+        execution.elapsed = finished_at.unwrap_or_else(Instant::now) - start;
         Ok(execution)
     }
 
