@@ -72,6 +72,33 @@ fn every_failure_is_an_error_in_its_own_cell_and_state_survives_where_evcxr_keep
     assert_eq!(result.content["data"]["text/html"], "<b>bold</b>");
     assert_eq!(result.content["data"]["text/plain"], "bold");
 
+    // Plain values print as evcxr's `{:?}` prints them (the kernel's quick display); a
+    // box around a value with its own display still reaches it through Deref; after
+    // `:fmt`, evcxr's fallback formats again.
+    let plain = |kernel: &mut TestKernel, code: &str| {
+        let answer = kernel.execute(code);
+        answer.assert_ok();
+        let result = answer
+            .before_idle
+            .iter()
+            .find(|m| m.msg_type() == "execute_result")
+            .unwrap_or_else(|| panic!("no execute_result for {code}"));
+        result.content["data"].clone()
+    };
+    assert_eq!(plain(&mut kernel, "kept + 1")["text/plain"], "42");
+    assert_eq!(plain(&mut kernel, "\"hi\"")["text/plain"], "\"hi\"");
+    assert_eq!(
+        plain(&mut kernel, "(Some(1u8), vec![2.5])")["text/plain"],
+        "(Some(1), [2.5])"
+    );
+    assert_eq!(
+        plain(&mut kernel, "Box::new(T)")["text/html"],
+        "<b>bold</b>"
+    );
+    kernel.execute(":fmt {:#?}").assert_ok();
+    assert_eq!(plain(&mut kernel, "vec![1]")["text/plain"], "[\n    1,\n]");
+    kernel.execute(":fmt {:?}").assert_ok();
+
     // Completion comes from evcxr's rust-analyzer.
     let completion = kernel
         .request_on_shell(
