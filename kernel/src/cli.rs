@@ -193,6 +193,10 @@ impl Cli {
             Commands::Standby {
                 action: Some(StandbyAction::Wait { timeout, kernel }),
             } => {
+                let hint = match &kernel {
+                    Some(_) => String::new(),
+                    None => format!("; this looked for one started with this command's own environment: add `--kernel {}` to look for the one that kernelspec's launches take", kernelspec::DEFAULT_KERNEL),
+                };
                 if let Some(name) = kernel {
                     let kernel = kernelspec::find(&name).map_err(Error::bad_input)?;
                     for (name, value) in kernel.spec.env.iter().flatten() {
@@ -204,7 +208,7 @@ impl Cli {
                     println!("a standby kernel is ready (pid {pid})");
                     Ok(())
                 } else {
-                    Err(Error::Failed(format!("no standby kernel became ready within {timeout} s; a kernel that is up starts one (unless {}=off)", crate::kernel::standby::VARIABLE)))
+                    Err(Error::Failed(format!("no standby kernel became ready within {timeout} s; a kernel that is up starts one (unless {}=off){hint}", crate::kernel::standby::VARIABLE)))
                 }
             }
             Commands::Standby {
