@@ -64,13 +64,9 @@ fn every_failure_is_an_error_in_its_own_cell_and_state_survives_where_evcxr_keep
         "struct T;\nimpl T { fn evcxr_display(&self) { println!(\"EVCXR_BEGIN_CONTENT text/html\\n<b>bold</b>\\nEVCXR_END_CONTENT\"); } }\nT",
     );
     answer.assert_ok();
-    let result = answer
-        .before_idle
-        .iter()
-        .find(|m| m.msg_type() == "execute_result")
-        .expect("an execute_result");
-    assert_eq!(result.content["data"]["text/html"], "<b>bold</b>");
-    assert_eq!(result.content["data"]["text/plain"], "bold");
+    let result = answer.result().expect("an execute_result");
+    assert_eq!(result["text/html"], "<b>bold</b>");
+    assert_eq!(result["text/plain"], "bold");
 
     // Plain values print as evcxr's `{:?}` prints them (the kernel's quick display); a
     // box around a value with its own display still reaches it through Deref; after
@@ -78,12 +74,10 @@ fn every_failure_is_an_error_in_its_own_cell_and_state_survives_where_evcxr_keep
     let plain = |kernel: &mut TestKernel, code: &str| {
         let answer = kernel.execute(code);
         answer.assert_ok();
-        let result = answer
-            .before_idle
-            .iter()
-            .find(|m| m.msg_type() == "execute_result")
-            .unwrap_or_else(|| panic!("no execute_result for {code}"));
-        result.content["data"].clone()
+        answer
+            .result()
+            .unwrap_or_else(|| panic!("no execute_result for {code}"))
+            .clone()
     };
     assert_eq!(plain(&mut kernel, "kept + 1")["text/plain"], "42");
     assert_eq!(plain(&mut kernel, "\"hi\"")["text/plain"], "\"hi\"");

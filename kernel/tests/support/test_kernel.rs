@@ -48,6 +48,14 @@ impl Answer {
             .collect()
     }
 
+    /// The data bundle of the `execute_result` published before idle.
+    pub fn result(&self) -> Option<&Value> {
+        self.before_idle
+            .iter()
+            .find(|m| m.msg_type() == "execute_result")
+            .map(|m| &m.content["data"])
+    }
+
     pub fn error_output(&self) -> Option<&Value> {
         self.before_idle
             .iter()
